@@ -168,10 +168,16 @@ Ctrl-C stops everything.
         rl = retail.log_path.display(),
         dl = dealer.log_path.display(),
     );
-    for e in &mut edges {
-        let status = e.wait()?;
-        eprintln!("xtask: an Envoy exited with {status}; stopping the demo");
-        break;
+    // Runs until interrupted (Ctrl-C reaches Envoy too) or until an edge exits.
+    loop {
+        for e in &mut edges {
+            if let Some(status) = e.try_wait()? {
+                bail!(
+                    "an Envoy exited with {status}; see {}",
+                    e.log_path.display()
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    Ok(())
 }

@@ -269,9 +269,9 @@ impl Envoy {
         Ok(out)
     }
 
-    /// Waits for the process (for the demo, which runs until interrupted).
-    pub fn wait(&mut self) -> Result<ExitStatus> {
-        Ok(self.child.wait()?)
+    /// The exit status, if Envoy has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 }
 

@@ -46,8 +46,8 @@ pub struct Request {
     pub method: String,
     /// Path and query, sent as is.
     pub path: String,
-    /// Extra headers (Host and Connection are added).
-    pub headers: Vec<(String, String)>,
+    /// Extra headers (Host and Connection are added); values are bytes, sent as given.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// Body; sent with Content-Length when present.
     pub body: Option<Vec<u8>>,
 }
@@ -64,8 +64,13 @@ impl Request {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// Adds a header whose value need not be UTF-8 (HTTP allows obs-text bytes).
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
+        self.headers.push((name.into(), value.to_vec()));
         self
     }
 
@@ -84,15 +89,19 @@ impl Request {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n",
             self.method, self.path
-        );
+        )
+        .into_bytes();
         for (k, v) in &self.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            head.extend_from_slice(k.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(v);
+            head.extend_from_slice(b"\r\n");
         }
         if let Some(b) = &self.body {
-            head.push_str(&format!("content-length: {}\r\n", b.len()));
+            head.extend_from_slice(format!("content-length: {}\r\n", b.len()).as_bytes());
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
+        head.extend_from_slice(b"\r\n");
+        s.write_all(&head)?;
         if let Some(b) = &self.body {
             s.write_all(b)?;
         }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::structpb::decode_struct;
 use crate::{
     cidr::Cidr, method_bit, HeaderRequirement, HostPattern, IpList, Mode, PathTemplate, Policy,
     PolicyError, Route, Rule, RuleId,
@@ -22,14 +23,8 @@ const MAX_TRUSTED_HOPS: u64 = 10;
 /// Turns the plugin configuration Envoy hands over into a policy. The configuration is either a
 /// policy document or `{"embedded": "NAME"}`, which selects a policy compiled into the plugin.
 pub fn load_plugin_config(raw: &[u8], embedded: Embedded<'_>) -> Result<Policy, Vec<PolicyError>> {
-    let Ok(text) = std::str::from_utf8(raw) else {
-        return Err(vec![PolicyError::new(
-            "",
-            "configuration is not UTF-8 text",
-        )]);
-    };
-    if text.trim().is_empty() {
-        let names: Vec<&str> = embedded.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = embedded.iter().map(|(n, _)| *n).collect();
+    if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(vec![PolicyError::new(
             "",
             format!(
@@ -37,25 +32,35 @@ pub fn load_plugin_config(raw: &[u8], embedded: Embedded<'_>) -> Result<Policy, 
             ),
         )]);
     }
-    let value = parse(text)?;
+    let value = match std::str::from_utf8(raw) {
+        Ok(text) => match parse(text) {
+            Ok(v) => v,
+            // Not JSON: perhaps a google.protobuf.Struct, which Envoy passes as protobuf.
+            Err(json_err) => decode_struct(raw).map_err(|_| json_err)?,
+        },
+        Err(_) => decode_struct(raw).map_err(|e| {
+            vec![PolicyError::new(
+                "",
+                format!("configuration is neither JSON text nor a google.protobuf.Struct ({e})"),
+            )]
+        })?,
+    };
     if let Some(sel) = value.as_object().and_then(|o| o.get("embedded")) {
         let mut cx = Cx::default();
         let _ = cx.object(&value, "", &["embedded"]);
-        let Some(name) = cx.string(sel, "embedded") else {
-            return Err(cx.errors);
-        };
+        let name = cx.string(sel, "embedded");
         if !cx.errors.is_empty() {
             return Err(cx.errors);
         }
-        return match embedded.iter().find(|(n, _)| *n == name) {
+        return match embedded.iter().find(|(n, _)| Some(*n) == name) {
             Some((_, json)) => from_json(json),
-            None => {
-                let names: Vec<&str> = embedded.iter().map(|(n, _)| *n).collect();
-                Err(vec![PolicyError::new(
-                    "embedded",
-                    format!("no embedded policy named {name:?}; this build has {names:?}"),
-                )])
-            }
+            None => Err(vec![PolicyError::new(
+                "embedded",
+                format!(
+                    "no embedded policy named {:?}; this build has {names:?}",
+                    name.unwrap_or_default()
+                ),
+            )]),
         };
     }
     compile(&value)

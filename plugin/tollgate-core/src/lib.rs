@@ -16,6 +16,7 @@ mod decide;
 mod error;
 mod problem;
 mod request;
+mod structpb;
 mod template;
 
 pub use cidr::Cidr;
@@ -24,6 +25,7 @@ pub use decide::{Block, BlockKind, Verdict};
 pub use error::PolicyError;
 pub use problem::{sanitize_request_id, Problem};
 pub use request::{parse_socket_address, Request};
+pub use structpb::decode_struct;
 pub use template::PathTemplate;
 
 use std::net::IpAddr;

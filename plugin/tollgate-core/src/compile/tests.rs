@@ -427,7 +427,13 @@ fn plugin_config_selects_embedded_policies() {
     let e = load_plugin_config(b"  ", embedded).unwrap_err();
     assert!(e[0].message.contains("configuration is empty"), "{e:?}");
     let e = load_plugin_config(&[0xff], embedded).unwrap_err();
-    assert!(e[0].message.contains("not UTF-8"), "{e:?}");
+    assert!(
+        e[0].message
+            .contains("neither JSON text nor a google.protobuf.Struct"),
+        "{e:?}"
+    );
+    let e = load_plugin_config(b"{\"version\": ", embedded).unwrap_err();
+    assert!(e[0].message.contains("not valid JSON"), "{e:?}");
 
     let inline = load_plugin_config(doc.as_bytes(), &[]).unwrap();
     assert_eq!(

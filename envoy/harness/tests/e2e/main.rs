@@ -1,0 +1,8 @@
+//! End-to-end tests: the compiled `.wasm` in the real Envoy binary, in front of the demo
+//! backend, on loopback. One test binary made of modules (fast to link).
+
+mod common;
+mod config;
+mod dealer;
+mod retail;
+mod wasm;
