@@ -1,6 +1,14 @@
 //! The shipped policies, decided natively: what each edge lets through and refuses. The same
 //! policies run in Envoy in `envoy/harness/tests/e2e`; these tests pin their intent cheaply.
 
+// Tests may unwrap, index and panic (clippy.toml allows it inside #[test] functions only).
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
 use tollgate_core::{BlockKind, Policy, Request};
 
 fn load(json: &str) -> Policy {
