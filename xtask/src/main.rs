@@ -117,7 +117,52 @@ fn test() -> Result<()> {
         ]))?;
     // The filter is a wasm32-wasip1 cdylib: the end-to-end tests build it for that target and
     // run it in Envoy; it is not built natively.
-    run(cargo().args(["test", "--workspace", "--exclude", "tollgate-filter"]))
+    let (passed, failed) =
+        run_tests(cargo().args(["test", "--workspace", "--exclude", "tollgate-filter"]))?;
+    // One closing line for the whole run (cargo's own last line is that of the last doc-test
+    // binary, which may hold no test at all).
+    println!("tollgate: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} test(s) failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
+fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: {cmd:?}");
+    let mut child = cmd
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok((passed, failed))
+}
+
+/// The number before `label` in `ok. 9 passed; 0 failed; ...`.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| part.trim_end().strip_suffix(label))
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn demo() -> Result<()> {
