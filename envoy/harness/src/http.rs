@@ -80,12 +80,8 @@ impl Request {
         self
     }
 
-    /// Sends the request to `addr` and reads the whole response.
-    pub fn send(&self, addr: SocketAddr) -> Result<Response> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connecting to {addr}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    /// The request's bytes on the wire.
+    pub fn to_bytes(&self, addr: SocketAddr) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n",
             self.method, self.path
@@ -101,14 +97,28 @@ impl Request {
             head.extend_from_slice(format!("content-length: {}\r\n", b.len()).as_bytes());
         }
         head.extend_from_slice(b"\r\n");
-        s.write_all(&head)?;
         if let Some(b) = &self.body {
-            s.write_all(b)?;
+            head.extend_from_slice(b);
         }
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).context("reading the response")?;
-        parse_response(&raw, self.method == "HEAD")
+        head
     }
+
+    /// Sends the request to `addr` and reads the whole response.
+    pub fn send(&self, addr: SocketAddr) -> Result<Response> {
+        send_raw(addr, &self.to_bytes(addr), self.method == "HEAD")
+    }
+}
+
+/// Sends bytes as they are (malformed requests included) and reads the whole response.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(bytes)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).context("reading the response")?;
+    parse_response(&raw, head_only)
 }
 
 /// `GET path` with no extra headers.

@@ -10,6 +10,9 @@ use tollgate_core::{parse_socket_address, sanitize_request_id, Block, Request};
 use crate::log;
 use crate::root::Loaded;
 
+/// Request header set on refused requests; see `envoy/retail.yaml`, `local_reply_config`.
+const REFUSED_MARK: &str = "x-tollgate-refused";
+
 pub(crate) struct Http {
     loaded: Option<Rc<Loaded>>,
 }
@@ -112,6 +115,9 @@ fn send(status: u32, body: &str, request_id: Option<&str>, extra: &[(&str, &str)
         headers.push(("x-request-id", id));
     }
     headers.extend_from_slice(extra);
+    // Marks the request as answered by Tollgate, so the edge's local-reply mapper (which formats
+    // Envoy's own refusals) leaves this answer as it is.
+    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, REFUSED_MARK, "1");
     if hostcalls::send_http_response(status, headers, Some(body.as_bytes())).is_err() {
         log(
             LogLevel::Error,

@@ -4,5 +4,6 @@
 mod common;
 mod config;
 mod dealer;
+mod local_replies;
 mod retail;
 mod wasm;
