@@ -24,10 +24,10 @@ pub enum BlockKind {
         /// Methods the matching routes accept, as `GET, HEAD`.
         allow: String,
     },
-    /// A required header is missing; the text names it (or its alternatives).
+    /// A required header is missing.
     MissingHeader {
-        /// `x-dealer-id`, or `one of authorization, x-api-key`.
-        wanted: String,
+        /// The header, or the alternatives of which one is needed.
+        any_of: Vec<String>,
     },
 }
 
@@ -86,9 +86,13 @@ impl Block {
             BlockKind::MethodNotAllowed { allow } => {
                 format!("This route accepts {allow}; see the Allow header.")
             }
-            BlockKind::MissingHeader { wanted } => {
-                format!("The request must carry the header {wanted}.")
-            }
+            BlockKind::MissingHeader { any_of } => match any_of.as_slice() {
+                [one] => format!("The request must carry the header {one}."),
+                many => format!(
+                    "The request must carry one of the headers {}.",
+                    many.join(", ")
+                ),
+            },
         }
     }
 }
@@ -172,11 +176,8 @@ impl Policy {
             if let Some(rule) = route.headers_rule {
                 for need in &route.required {
                     if !need.any_of.iter().any(|h| req.has_header(h)) {
-                        let wanted = match need.any_of.as_slice() {
-                            [one] => one.clone(),
-                            many => format!("one of {}", many.join(", ")),
-                        };
-                        self.hit(v, rule, BlockKind::MissingHeader { wanted })?;
+                        let any_of = need.any_of.clone();
+                        self.hit(v, rule, BlockKind::MissingHeader { any_of })?;
                         // One report per rule is enough, in shadow mode too.
                         break;
                     }

@@ -55,7 +55,7 @@ fn dealer_edge_enforces_the_dealer_policy() {
         body["detail"]
             .as_str()
             .unwrap()
-            .contains("one of authorization, x-api-key"),
+            .contains("one of the headers authorization, x-api-key"),
         "{body}"
     );
     let r = s.send(

@@ -102,9 +102,13 @@ fn missing_headers_are_named() {
     let b = v.block.clone().unwrap();
     assert_eq!(b.status(), 400);
     assert_eq!(
+        b.detail(),
+        "The request must carry one of the headers authorization, x-api-key."
+    );
+    assert_eq!(
         b.kind,
         BlockKind::MissingHeader {
-            wanted: "one of authorization, x-api-key".into()
+            any_of: vec!["authorization".into(), "x-api-key".into()]
         }
     );
     assert_eq!(rule_of(&p, &v), "route.vin-lookup.required_headers");
@@ -118,7 +122,7 @@ fn missing_headers_are_named() {
     assert_eq!(
         v.block.unwrap().kind,
         BlockKind::MissingHeader {
-            wanted: "x-dealer-id".into()
+            any_of: vec!["x-dealer-id".into()]
         }
     );
 }
