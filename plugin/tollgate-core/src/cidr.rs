@@ -48,9 +48,15 @@ impl FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, len) = match s.split_once('/') {
             Some((a, l)) => {
+                let canonical = !l.is_empty()
+                    && l.len() <= 3
+                    && l.bytes().all(|b| b.is_ascii_digit())
+                    && (l == "0" || !l.starts_with('0'));
                 let len: u8 = l
                     .parse()
-                    .map_err(|_| format!("invalid prefix length {l:?} in {s:?}"))?;
+                    .ok()
+                    .filter(|_| canonical)
+                    .ok_or_else(|| format!("invalid prefix length {l:?} in {s:?}"))?;
                 (a, Some(len))
             }
             None => (s, None),
@@ -72,6 +78,11 @@ impl FromStr for Cidr {
                     ));
                 }
                 Cidr::V4(bits, len)
+            }
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+                return Err(format!(
+                    "{s:?} is an IPv4-mapped IPv6 block; write the IPv4 block (mapped clients match it)"
+                ));
             }
             IpAddr::V6(a) => {
                 let len = len.unwrap_or(128);
@@ -151,6 +162,10 @@ mod tests {
             ("10.0.0.0/33", "over 32"),
             ("2001:db8::/129", "over 128"),
             ("10.0.0.0/x", "invalid prefix length"),
+            ("10.0.0.0/+8", "invalid prefix length"),
+            ("10.0.0.0/08", "invalid prefix length"),
+            ("10.0.0.0/", "invalid prefix length"),
+            ("::ffff:192.0.2.0/120", "IPv4-mapped"),
             ("banana", "not an IP address"),
             ("", "not an IP address"),
         ] {

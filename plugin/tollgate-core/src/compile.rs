@@ -71,7 +71,7 @@ pub(crate) fn from_json(text: &str) -> Result<Policy, Vec<PolicyError>> {
 }
 
 fn parse(text: &str) -> Result<Value, Vec<PolicyError>> {
-    serde_json::from_str(text).map_err(|e| {
+    crate::strict::from_str(text).map_err(|e| {
         vec![PolicyError::new(
             "",
             format!(
@@ -312,16 +312,25 @@ impl Cx {
             .required(top, "", "edge")
             .and_then(|v| self.name(v, "edge"));
 
-        let trusted_hops = match top.get("client_ip") {
-            None => 0,
-            Some(v) => match self.object(v, "client_ip", &["trusted_hops"]) {
-                Some(m) => m
-                    .get("trusted_hops")
-                    .and_then(|h| self.uint(h, "client_ip.trusted_hops", MAX_TRUSTED_HOPS))
-                    .unwrap_or(0),
-                None => 0,
-            },
-        };
+        let (mut trusted_hops, mut trusted_proxies) = (0, Vec::new());
+        if let Some(v) = top.get("client_ip") {
+            if let Some(m) = self.object(v, "client_ip", &["trusted_hops", "trusted_proxies"]) {
+                if let Some(h) = m.get("trusted_hops") {
+                    trusted_hops = self
+                        .uint(h, "client_ip.trusted_hops", MAX_TRUSTED_HOPS)
+                        .unwrap_or(0);
+                }
+                if let Some(p) = m.get("trusted_proxies") {
+                    trusted_proxies = self.cidrs(p, "client_ip.trusted_proxies");
+                    if trusted_hops == 0 {
+                        self.err(
+                            "client_ip.trusted_proxies",
+                            "trusted proxies need client_ip.trusted_hops of 1 or more",
+                        );
+                    }
+                }
+            }
+        }
 
         let client_address_rule = self.rule("client_address".into(), Mode::Enforce);
         let (default_deny, routing_mode) = match top.get("routing") {
@@ -360,11 +369,14 @@ impl Cx {
             .and_then(|v| self.array(v, "routes"))
         {
             self.unique_names(list, "routes", "route");
+            // Indexed by position in the document, so that an IP list naming a route with
+            // errors of its own gets no second, misleading error. (With any error the policy is
+            // refused, so the indices are only used when every route compiled.)
             for (i, r) in list.iter().enumerate() {
+                if let Some(name) = r.get("name").and_then(Value::as_str) {
+                    route_index.entry(name.to_string()).or_insert(i);
+                }
                 if let Some(route) = self.route(r, &index("routes", i)) {
-                    route_index
-                        .entry(route.name.clone())
-                        .or_insert(routes.len());
                     routes.push(route);
                 }
             }
@@ -389,6 +401,7 @@ impl Cx {
             routing_rule,
             client_address_rule,
             trusted_hops: usize::try_from(trusted_hops).ok()?,
+            trusted_proxies,
             ip_lists,
             routes,
             rules: std::mem::take(&mut self.rules),
@@ -416,6 +429,12 @@ impl Cx {
         if let Some(h) = m.get("hosts") {
             let hp = join(path, "hosts");
             if let Some(list) = self.array(h, &hp) {
+                if list.is_empty() {
+                    self.err(
+                        &hp,
+                        "hosts, when given, must name at least one host (\"*\" for any)",
+                    );
+                }
                 for (i, h) in list.iter().enumerate() {
                     let p = index(&hp, i);
                     if let Some(s) = self.string(h, &p) {
@@ -541,6 +560,27 @@ impl Cx {
         Some(HeaderRequirement { any_of })
     }
 
+    /// A non-empty list of CIDR blocks.
+    fn cidrs(&mut self, v: &Value, path: &str) -> Vec<Cidr> {
+        let mut out = Vec::new();
+        let Some(list) = self.array(v, path) else {
+            return out;
+        };
+        if list.is_empty() {
+            self.err(path, "the list needs at least one CIDR block");
+        }
+        for (i, c) in list.iter().enumerate() {
+            let p = index(path, i);
+            if let Some(s) = self.string(c, &p) {
+                match s.parse::<Cidr>() {
+                    Ok(c) => out.push(c),
+                    Err(e) => self.err(&p, e),
+                }
+            }
+        }
+        out
+    }
+
     fn ip_list(
         &mut self,
         v: &Value,
@@ -567,25 +607,10 @@ impl Cx {
         });
         let mode = self.mode(m, path);
 
-        let mut cidrs = Vec::new();
-        if let Some(list) = self.required(m, path, "cidrs").and_then(|c| {
-            let p = join(path, "cidrs");
-            self.array(c, &p)
-        }) {
-            let cp = join(path, "cidrs");
-            if list.is_empty() {
-                self.err(&cp, "an IP list needs at least one CIDR block");
-            }
-            for (i, c) in list.iter().enumerate() {
-                let p = index(&cp, i);
-                if let Some(s) = self.string(c, &p) {
-                    match s.parse::<Cidr>() {
-                        Ok(c) => cidrs.push(c),
-                        Err(e) => self.err(&p, e),
-                    }
-                }
-            }
-        }
+        let cidrs = match self.required(m, path, "cidrs") {
+            Some(c) => self.cidrs(c, &join(path, "cidrs")),
+            None => Vec::new(),
+        };
 
         let mut routes = None;
         if let Some(r) = m.get("routes") {

@@ -1,12 +1,13 @@
 //! The decision: a pure function from a request to a verdict.
 //!
-//! Order of checks: the client address (when IP lists need it), route matching, IP lists,
-//! the routing default, then the matched route's required headers. A hit on an enforcing rule
-//! ends the walk with a block; a hit on a shadow rule is recorded and the walk goes on, so one
-//! request may report several shadow hits and still be blocked by a later enforcing rule.
+//! Order of checks: route matching, the client address (when IP lists or trusted proxies need
+//! it), IP lists, the routing default, then the matched route's required headers. A hit on an
+//! enforcing rule ends the walk with a block; a hit on a shadow rule is recorded and the walk goes
+//! on, so one request may report several shadow hits and still be blocked by a later enforcing
+//! rule.
 
 use crate::request::client_address;
-use crate::{method_bit, methods_list, HostPattern, Mode, Policy, Request, Route, RuleId};
+use crate::{method_bit, methods_list, HostPattern, IpList, Mode, Policy, Request, Route, RuleId};
 
 /// Why a rule refused a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,31 +131,45 @@ impl Policy {
     }
 
     fn walk(&self, req: &Request<'_>, v: &mut Verdict) -> Result<(), ()> {
-        let client = if self.ip_lists.is_empty() {
-            None
-        } else {
-            match client_address(req, self.trusted_hops) {
-                Ok(ip) => ip,
-                Err(()) => return self.hit(v, self.client_address_rule, BlockKind::ClientAddress),
-            }
-        };
-
         let matched = self.match_route(req);
         if let RouteMatch::Found(i) = matched {
             v.route = Some(i);
         }
 
-        for list in &self.ip_lists {
-            let applies = match (&list.routes, v.route) {
-                (None, _) => true,
-                (Some(rs), Some(r)) => rs.contains(&r),
-                (Some(_), None) => false,
-            };
-            if !applies {
-                continue;
-            }
-            if let Some(kind) = ip_list_refusal(list.allow, client.map(|ip| list.contains(ip))) {
-                self.hit(v, list.rule, kind)?;
+        let route = v.route;
+        let applies = move |list: &&IpList| match (&list.routes, route) {
+            (None, _) => true,
+            (Some(rs), Some(r)) => rs.contains(&r),
+            (Some(_), None) => false,
+        };
+        let mut lists = self.ip_lists.iter().filter(applies);
+        if lists.next().is_some() || !self.trusted_proxies.is_empty() {
+            match client_address(req, self.trusted_hops, &self.trusted_proxies) {
+                Ok(client) => {
+                    for list in self.ip_lists.iter().filter(applies) {
+                        let inside = client.map(|ip| list.contains(ip));
+                        if let Some(kind) = ip_list_refusal(list.allow, inside) {
+                            self.hit(v, list.rule, kind)?;
+                        }
+                    }
+                }
+                Err(()) => {
+                    // Without a client address no list can be checked. That refuses the request
+                    // when trusted proxies are declared or an enforcing list applies; with only
+                    // shadow lists it is a shadow hit, like theirs would have been.
+                    let enforced = !self.trusted_proxies.is_empty()
+                        || self
+                            .ip_lists
+                            .iter()
+                            .filter(applies)
+                            .any(|l| self.mode_of(l.rule) == Mode::Enforce);
+                    let mode = if enforced {
+                        Mode::Enforce
+                    } else {
+                        Mode::Shadow
+                    };
+                    self.hit_as(v, self.client_address_rule, mode, BlockKind::ClientAddress)?;
+                }
             }
         }
 
@@ -187,15 +202,24 @@ impl Policy {
         Ok(())
     }
 
-    /// Records a rule hit. An enforcing rule stops the walk (`Err`); a shadow rule does not.
+    fn mode_of(&self, rule: RuleId) -> Mode {
+        self.rules.get(rule.0).map_or(Mode::Enforce, |r| r.mode)
+    }
+
+    /// Records a rule hit in the rule's mode.
     fn hit(&self, v: &mut Verdict, rule: RuleId, kind: BlockKind) -> Result<(), ()> {
+        self.hit_as(v, rule, self.mode_of(rule), kind)
+    }
+
+    /// Records a hit. Enforced, it stops the walk (`Err`); shadowed, the walk goes on.
+    fn hit_as(&self, v: &mut Verdict, rule: RuleId, mode: Mode, kind: BlockKind) -> Result<(), ()> {
         let block = Block { rule, kind };
-        match self.rules.get(rule.0).map(|r| r.mode) {
-            Some(Mode::Shadow) => {
+        match mode {
+            Mode::Shadow => {
                 v.shadowed.push(block);
                 Ok(())
             }
-            _ => {
+            Mode::Enforce => {
                 v.block = Some(block);
                 Err(())
             }

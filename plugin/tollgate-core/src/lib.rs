@@ -16,6 +16,7 @@ mod decide;
 mod error;
 mod problem;
 mod request;
+mod strict;
 mod structpb;
 mod template;
 
@@ -61,6 +62,9 @@ pub struct Policy {
     pub(crate) routing_rule: RuleId,
     pub(crate) client_address_rule: RuleId,
     pub(crate) trusted_hops: usize,
+    /// When not empty, the connection's peer must be one of these (the proxies that write the
+    /// trusted `X-Forwarded-For` hops).
+    pub(crate) trusted_proxies: Vec<Cidr>,
     pub(crate) ip_lists: Vec<IpList>,
     pub(crate) routes: Vec<Route>,
     pub(crate) rules: Vec<Rule>,
@@ -92,10 +96,11 @@ impl Policy {
         self.routes.iter().map(|r| r.name.as_str())
     }
 
-    /// True when deciding needs the connection's source address (so the host is asked for it
-    /// only then: every host call costs a crossing into the VM's host).
+    /// True when deciding needs the connection's source address: IP lists with no trusted
+    /// proxies in front, or trusted proxies to check the peer against. (The host is asked for it
+    /// only then: every host call costs a crossing into the VM's host.)
     pub fn needs_source_address(&self) -> bool {
-        self.trusted_hops == 0 && !self.ip_lists.is_empty()
+        (self.trusted_hops == 0 && !self.ip_lists.is_empty()) || !self.trusted_proxies.is_empty()
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::Cidr;
+
 /// A request's headers as the host hands them over: lower-case names (HTTP/2 pseudo-headers
 /// `:method`, `:path`, `:authority` included) and raw byte values, which need not be UTF-8.
 pub type HeaderList = [(String, Vec<u8>)];
@@ -91,9 +93,22 @@ fn first<'h>(headers: &'h HeaderList, name: &str) -> Option<&'h [u8]> {
 /// trusted proxies each appended the address they saw, so the client is the N-th entry from the
 /// right: the right-most hop no trusted proxy vouches for. Fewer entries, or an entry that is not
 /// an address, means the request did not come through the trusted path: `Err`.
-pub(crate) fn client_address(req: &Request<'_>, trusted_hops: usize) -> Result<Option<IpAddr>, ()> {
+///
+/// With `trusted_proxies` given, the connection itself must come from one of them: a request
+/// from anywhere else could have written every hop itself.
+pub(crate) fn client_address(
+    req: &Request<'_>,
+    trusted_hops: usize,
+    trusted_proxies: &[Cidr],
+) -> Result<Option<IpAddr>, ()> {
     if trusted_hops == 0 {
         return Ok(req.source);
+    }
+    if !trusted_proxies.is_empty() {
+        let peer = req.source.ok_or(())?;
+        if !trusted_proxies.iter().any(|c| c.contains(peer)) {
+            return Err(());
+        }
     }
     // Several X-Forwarded-For headers are one list, in order (RFC 9110 section 5.3).
     let mut hops: Vec<&[u8]> = Vec::new();
@@ -174,13 +189,19 @@ mod tests {
     fn client_is_nth_hop_from_the_right() {
         let h = hdrs(&[("x-forwarded-for", "1.1.1.1, 203.0.113.5, 10.0.0.2")]);
         let r = Request::from_headers(&h, None);
-        assert_eq!(client_address(&r, 1), Ok(Some("10.0.0.2".parse().unwrap())));
         assert_eq!(
-            client_address(&r, 2),
+            client_address(&r, 1, &[]),
+            Ok(Some("10.0.0.2".parse().unwrap()))
+        );
+        assert_eq!(
+            client_address(&r, 2, &[]),
             Ok(Some("203.0.113.5".parse().unwrap()))
         );
-        assert_eq!(client_address(&r, 3), Ok(Some("1.1.1.1".parse().unwrap())));
-        assert_eq!(client_address(&r, 4), Err(()));
+        assert_eq!(
+            client_address(&r, 3, &[]),
+            Ok(Some("1.1.1.1".parse().unwrap()))
+        );
+        assert_eq!(client_address(&r, 4, &[]), Err(()));
     }
 
     #[test]
@@ -191,11 +212,11 @@ mod tests {
         ]);
         let r = Request::from_headers(&h, None);
         assert_eq!(
-            client_address(&r, 1),
+            client_address(&r, 1, &[]),
             Ok(Some("2001:db8::7".parse().unwrap()))
         );
         assert_eq!(
-            client_address(&r, 2),
+            client_address(&r, 2, &[]),
             Ok(Some("198.51.100.1".parse().unwrap()))
         );
     }
@@ -204,10 +225,10 @@ mod tests {
     fn spoofed_left_entries_are_ignored_and_garbage_is_refused() {
         let h = hdrs(&[("x-forwarded-for", "127.0.0.1, not-an-ip")]);
         let r = Request::from_headers(&h, None);
-        assert_eq!(client_address(&r, 1), Err(()));
+        assert_eq!(client_address(&r, 1, &[]), Err(()));
         let none = hdrs(&[]);
         assert_eq!(
-            client_address(&Request::from_headers(&none, None), 1),
+            client_address(&Request::from_headers(&none, None), 1, &[]),
             Err(())
         );
     }
@@ -217,7 +238,22 @@ mod tests {
         let h = hdrs(&[("x-forwarded-for", "198.51.100.1")]);
         let src: IpAddr = "192.0.2.9".parse().unwrap();
         let r = Request::from_headers(&h, Some(src));
-        assert_eq!(client_address(&r, 0), Ok(Some(src)));
+        assert_eq!(client_address(&r, 0, &[]), Ok(Some(src)));
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_the_peer() {
+        let h = hdrs(&[("x-forwarded-for", "192.0.2.10")]);
+        let gw: Vec<Cidr> = vec!["10.64.0.0/16".parse().unwrap()];
+        let via_gw = Request::from_headers(&h, "10.64.1.1".parse().ok());
+        assert_eq!(
+            client_address(&via_gw, 1, &gw),
+            Ok("192.0.2.10".parse().ok())
+        );
+        let direct = Request::from_headers(&h, "198.18.0.1".parse().ok());
+        assert_eq!(client_address(&direct, 1, &gw), Err(()));
+        let unknown = Request::from_headers(&h, None);
+        assert_eq!(client_address(&unknown, 1, &gw), Err(()));
     }
 
     #[test]

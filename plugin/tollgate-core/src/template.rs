@@ -60,7 +60,10 @@ impl PathTemplate {
         Ok(PathTemplate { segments })
     }
 
-    /// Whether `path` (without query string) matches. A parameter matches one non-empty segment.
+    /// Whether `path` (without query string) matches. A parameter matches one non-empty segment
+    /// that is not a dot segment: `.`, `..`, their percent-encoded forms, or either followed by
+    /// `;` parameters (which some servers strip, turning `..;` into `..`). Envoy normalises paths
+    /// before the filter runs; this holds where a proxy in front does not.
     pub fn matches(&self, path: &str) -> bool {
         let Some(rest) = path.strip_prefix('/') else {
             return false;
@@ -75,7 +78,7 @@ impl PathTemplate {
             };
             let ok = match seg {
                 Segment::Literal(lit) => lit == part,
-                Segment::Param(_) => !part.is_empty(),
+                Segment::Param(_) => !part.is_empty() && !is_dot_segment(part),
             };
             if !ok {
                 return false;
@@ -83,6 +86,23 @@ impl PathTemplate {
         }
         parts.next().is_none()
     }
+}
+
+fn is_dot_segment(part: &str) -> bool {
+    let bare = part.split(';').next().unwrap_or(part);
+    let mut rest = bare;
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if rest.len() >= 3 && rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e")) {
+            rest = rest.get(3..).unwrap_or("");
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 fn is_param_name(name: &str) -> bool {
@@ -104,6 +124,17 @@ mod tests {
         assert!(!t.matches("/v1/vehicles/A/B"));
         assert!(!t.matches("/v1/vehicle/A"));
         assert!(!t.matches("v1/vehicles/A"));
+    }
+
+    #[test]
+    fn parameters_never_match_dot_segments() {
+        let t = PathTemplate::parse("/v1/vehicles/{vin}/recalls").unwrap();
+        for bad in [".", "..", "..;", "..;x=1", "%2e%2E", ".%2e", "%2e"] {
+            assert!(!t.matches(&format!("/v1/vehicles/{bad}/recalls")), "{bad}");
+        }
+        for good in ["...", "a..b", ".hidden", "WVW.1", "%2e%2e%2e"] {
+            assert!(t.matches(&format!("/v1/vehicles/{good}/recalls")), "{good}");
+        }
     }
 
     #[test]

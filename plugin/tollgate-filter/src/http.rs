@@ -44,8 +44,17 @@ impl HttpContext for Http {
         let verdict = loaded.policy.decide(&req);
         let request_id = req.request_id().and_then(sanitize_request_id);
 
+        if req.has_header(REFUSED_MARK) {
+            // Only Tollgate sets the mark; a client's copy would switch off the edge's
+            // problem formatting for Envoy's own refusals, and must not travel upstream.
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, REFUSED_MARK);
+        }
         if !verdict.shadowed.is_empty() {
-            loaded.metrics.shadow_request();
+            // Counted as a shadow-blocked request only if it goes through; the per-rule shadow
+            // counters count every hit.
+            if verdict.allowed() {
+                loaded.metrics.shadow_request();
+            }
             for s in &verdict.shadowed {
                 loaded.metrics.shadow_rule(s.rule);
                 log(LogLevel::Info, &describe("shadow", loaded, s, request_id));

@@ -149,3 +149,50 @@ fn an_inline_policy_with_shadow_routing_reports_without_refusing() {
         "{log}"
     );
 }
+
+#[test]
+fn client_addresses_cannot_be_spoofed() {
+    // trusted_hops 0: the client is the connection's peer (127.0.0.1 here), whatever
+    // X-Forwarded-For says.
+    let policy = json!({
+        "version": "peer-1",
+        "edge": "retail",
+        "ip_lists": [
+            {"name": "loopback", "action": "allow", "cidrs": ["127.0.0.1"], "routes": ["a"]},
+            {"name": "office", "action": "allow", "cidrs": ["10.0.0.0/8"], "routes": ["b"]}
+        ],
+        "routes": [
+            {"name": "a", "path": "/a", "methods": ["GET"]},
+            {"name": "b", "path": "/b", "methods": ["GET"]}
+        ]
+    });
+    let s = stack("retail", PluginConfig::Text(policy.to_string()));
+    let spoofed = |path: &str| Request::new("GET", path).header("x-forwarded-for", "10.1.2.3");
+    assert_forwarded(&s.send(spoofed("/a")), "retail");
+    assert_problem(
+        &s.send(spoofed("/b")),
+        403,
+        "client-forbidden",
+        "ip_list.office",
+    );
+    drop(s);
+
+    // trusted_proxies: hops count only when the peer is one of the proxies.
+    let policy = json!({
+        "version": "proxies-1",
+        "edge": "retail",
+        "client_ip": {"trusted_hops": 1, "trusted_proxies": ["10.64.0.0/16"]},
+        "routes": [{"name": "a", "path": "/a", "methods": ["GET"]}]
+    });
+    let s = stack("retail", PluginConfig::Text(policy.to_string()));
+    assert_problem(
+        &s.send(spoofed("/a")),
+        400,
+        "client-address",
+        "client_address",
+    );
+    let mut policy = policy;
+    policy["client_ip"]["trusted_proxies"] = json!(["127.0.0.0/8"]);
+    let s = stack("retail", PluginConfig::Text(policy.to_string()));
+    assert_forwarded(&s.send(spoofed("/a")), "retail");
+}

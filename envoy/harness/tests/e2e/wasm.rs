@@ -1,7 +1,6 @@
 //! The `.wasm` itself: built from the current sources, loadable by Envoy.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use harness::wasm::{ensure_wasm, imports, ENVOY_WASI};
 use harness::workspace_root;
@@ -30,43 +29,59 @@ fn the_module_imports_only_what_envoy_provides() {
 fn the_module_is_newer_than_every_source_it_is_built_from() {
     let wasm = ensure_wasm().unwrap();
     let built = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+    // Cargo's dep-info lists every file the compiler read for the module (sources of every
+    // crate in it, the embedded policy JSON); the YAML policies feed that JSON through build.rs.
+    let dep_info = std::fs::read_to_string(wasm.with_extension("d")).unwrap();
+    let mut inputs = dep_inputs(&dep_info, &wasm);
     let root = workspace_root();
-    // What goes into the module: the sources of the filter, the core and the policies crate,
-    // the build script and the policies. (Manifests and the lock file are left to cargo's own
-    // fingerprints: a dev-dependency added there rightly rebuilds nothing.)
-    let mut newest = (SystemTime::UNIX_EPOCH, PathBuf::new());
-    for krate in ["plugin/tollgate-core", "plugin/tollgate-filter", "policies"] {
-        walk(&root.join(krate).join("src"), &mut newest);
-        for f in ["build.rs", "retail.yaml", "dealer.yaml"] {
-            consider(&root.join(krate).join(f), &mut newest);
-        }
+    inputs.push(root.join("policies/retail.yaml"));
+    inputs.push(root.join("policies/dealer.yaml"));
+    for must in [
+        "plugin/tollgate-core/src/decide.rs",
+        "plugin/tollgate-filter/src/http.rs",
+    ] {
+        assert!(
+            inputs.contains(&root.join(must)),
+            "dep-info lacks {must}: {dep_info}"
+        );
     }
-    assert!(
-        built >= newest.0,
-        "{} is older than {}: a stale module",
-        wasm.display(),
-        newest.1.display()
-    );
+    for input in &inputs {
+        let t = std::fs::metadata(input).unwrap().modified().unwrap();
+        assert!(
+            t <= built,
+            "{} is older than {}: a stale module",
+            wasm.display(),
+            input.display()
+        );
+    }
     // The size goal (issue 8): at most 1.5 MiB.
     let size = std::fs::metadata(&wasm).unwrap().len();
     assert!(size <= 1536 * 1024, "the module is {size} bytes");
 }
 
-fn walk(dir: &Path, newest: &mut (SystemTime, PathBuf)) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, newest);
-        } else {
-            consider(&p, newest);
+/// The inputs of `target` in a Makefile-style dep-info file (`target: a b\ c ...`).
+fn dep_inputs(dep_info: &str, target: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}:", target.display());
+    let line = dep_info
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no rule for {} in dep-info", target.display()));
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line[prefix.len()..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            ' ' => {
+                if !cur.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut cur)));
+                }
+            }
+            c => cur.push(c),
         }
     }
-}
-
-fn consider(file: &Path, newest: &mut (SystemTime, PathBuf)) {
-    if let Ok(t) = std::fs::metadata(file).and_then(|m| m.modified()) {
-        if t > newest.0 {
-            *newest = (t, file.to_path_buf());
-        }
+    if !cur.is_empty() {
+        out.push(PathBuf::from(cur));
     }
+    out
 }

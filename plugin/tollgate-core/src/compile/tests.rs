@@ -359,7 +359,7 @@ fn every_error_is_reported_with_its_path() {
         "ip_lists[0].cidrs[0]: \"10.0.0.1/8\" has host bits set",
         "ip_lists[0].cidrs[1]: \"nope\" is not an IP address",
         "ip_lists[1].name: IP list name \"a\" is used twice",
-        "ip_lists[1].cidrs: an IP list needs at least one CIDR block",
+        "ip_lists[1].cidrs: the list needs at least one CIDR block",
         "ip_lists[1].routes[0]: no route is named \"ghost\"",
         "routes[0].path: parameter {x} appears twice",
         "routes[1].name: route name \"r1\" is used twice",
@@ -444,4 +444,86 @@ fn plugin_config_selects_embedded_policies() {
         inline.route_names().collect::<Vec<_>>(),
         ["vin-lookup", "vehicle-update", "warranty-claims"]
     );
+}
+
+#[test]
+fn shadow_lists_make_a_missing_client_address_a_shadow_hit() {
+    let p = policy(json!({
+        "version": "v", "edge": "e", "client_ip": {"trusted_hops": 1},
+        "ip_lists": [{"name": "watch", "action": "deny", "mode": "shadow", "cidrs": ["198.51.100.0/24"]}],
+        "routes": [{"name": "r", "path": "/a", "methods": ["GET"]}]
+    }));
+    let h = hdrs(&[(":method", "GET"), (":path", "/a")]);
+    let v = p.decide(&req(&h));
+    assert!(v.allowed(), "{v:?}");
+    assert_eq!(p.rules()[v.shadowed[0].rule.0].name, "client_address");
+
+    // With an enforcing list as well, it refuses.
+    let p = policy(json!({
+        "version": "v", "edge": "e", "client_ip": {"trusted_hops": 1},
+        "ip_lists": [
+            {"name": "watch", "action": "deny", "mode": "shadow", "cidrs": ["198.51.100.0/24"]},
+            {"name": "abuse", "action": "deny", "cidrs": ["203.0.113.0/24"]}
+        ],
+        "routes": [{"name": "r", "path": "/a", "methods": ["GET"]}]
+    }));
+    assert_eq!(
+        p.decide(&req(&h)).block.unwrap().kind,
+        BlockKind::ClientAddress
+    );
+}
+
+#[test]
+fn trusted_proxies_pin_the_peer() {
+    let p = policy(json!({
+        "version": "v", "edge": "e",
+        "client_ip": {"trusted_hops": 1, "trusted_proxies": ["10.64.0.0/16"]},
+        "routes": [{"name": "r", "path": "/a", "methods": ["GET"]}]
+    }));
+    assert!(p.needs_source_address());
+    let h = hdrs(&[
+        (":method", "GET"),
+        (":path", "/a"),
+        ("x-forwarded-for", "192.0.2.10"),
+    ]);
+    assert!(p
+        .decide(&Request::from_headers(&h, "10.64.0.9".parse().ok()))
+        .allowed());
+    let v = p.decide(&Request::from_headers(&h, "192.0.2.10".parse().ok()));
+    assert_eq!(v.block.unwrap().kind, BlockKind::ClientAddress);
+
+    let errs = errors(json!({
+        "version": "v", "edge": "e", "client_ip": {"trusted_proxies": ["10.0.0.0/8", "x"]},
+        "routes": []
+    }));
+    has(
+        &errs,
+        "client_ip.trusted_proxies: trusted proxies need client_ip.trusted_hops",
+    );
+    has(
+        &errs,
+        "client_ip.trusted_proxies[1]: \"x\" is not an IP address",
+    );
+}
+
+#[test]
+fn more_mistakes_are_named() {
+    let errs = errors(json!({
+        "version": "v", "edge": "e",
+        "ip_lists": [{"name": "l", "action": "allow", "cidrs": ["10.0.0.0/8"], "routes": ["broken"]}],
+        "routes": [{"name": "broken", "path": "/a", "methods": ["GETT"], "hosts": []}]
+    }));
+    has(
+        &errs,
+        "routes[0].hosts: hosts, when given, must name at least one host",
+    );
+    has(&errs, "routes[0].methods[0]: unknown method");
+    assert!(
+        !errs.iter().any(|e| e.contains("no route is named")),
+        "a route with errors is still a route: {errs:#?}"
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+
+    let e = from_json(r#"{"version": "v", "edge": "e", "routes": [], "edge": "f"}"#).unwrap_err();
+    assert!(e[0].message.contains("key \"edge\" appears twice"), "{e:?}");
 }
