@@ -1,7 +1,9 @@
 //! End-to-end tests: the compiled `.wasm` in the real Envoy binary, in front of the demo
 //! backend, on loopback. One test binary made of modules (fast to link).
 
+mod backend;
 mod common;
+mod compose;
 mod config;
 mod dealer;
 mod local_replies;
