@@ -40,39 +40,27 @@ fn dealer_edge_enforces_the_dealer_policy() {
     assert_forwarded(&r, "dealer");
 
     // Missing credential, then missing dealer id: 400 naming what is needed.
-    let r = s.send(
-        Request::new("GET", &vin_path)
-            .header("x-forwarded-for", "192.0.2.10")
-            .header("x-dealer-id", "D-1001"),
-    );
-    let body = assert_problem(
-        &r,
-        400,
-        "missing-header",
-        "route.vin-lookup.required_headers",
-    );
+    let missing = |name: &str, value: &str| {
+        let r = s.send(
+            Request::new("GET", &vin_path)
+                .header("x-forwarded-for", "192.0.2.10")
+                .header(name, value),
+        );
+        let body = assert_problem(
+            &r,
+            400,
+            "missing-header",
+            "route.vin-lookup.required_headers",
+        );
+        body["detail"].as_str().unwrap().to_string()
+    };
+    let detail = missing("x-dealer-id", "D-1001");
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("one of the headers authorization, x-api-key"),
-        "{body}"
+        detail.contains("one of the headers authorization, x-api-key"),
+        "{detail}"
     );
-    let r = s.send(
-        Request::new("GET", &vin_path)
-            .header("x-forwarded-for", "192.0.2.10")
-            .header("authorization", "Bearer dealer-token"),
-    );
-    let body = assert_problem(
-        &r,
-        400,
-        "missing-header",
-        "route.vin-lookup.required_headers",
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("x-dealer-id"),
-        "{body}"
-    );
+    let detail = missing("authorization", "Bearer dealer-token");
+    assert!(detail.contains("the header x-dealer-id"), "{detail}");
 
     // Valid credentials from outside the dealer networks: stolen credentials stop here.
     let r = s.send(dealer("GET", &vin_path, "203.0.113.50"));
