@@ -315,14 +315,15 @@ impl Cx {
         let (mut trusted_hops, mut trusted_proxies) = (0, Vec::new());
         if let Some(v) = top.get("client_ip") {
             if let Some(m) = self.object(v, "client_ip", &["trusted_hops", "trusted_proxies"]) {
+                // `None` when given but invalid (already reported).
+                let mut hops_ok = Some(0);
                 if let Some(h) = m.get("trusted_hops") {
-                    trusted_hops = self
-                        .uint(h, "client_ip.trusted_hops", MAX_TRUSTED_HOPS)
-                        .unwrap_or(0);
+                    hops_ok = self.uint(h, "client_ip.trusted_hops", MAX_TRUSTED_HOPS);
+                    trusted_hops = hops_ok.unwrap_or(0);
                 }
                 if let Some(p) = m.get("trusted_proxies") {
                     trusted_proxies = self.cidrs(p, "client_ip.trusted_proxies");
-                    if trusted_hops == 0 {
+                    if hops_ok == Some(0) {
                         self.err(
                             "client_ip.trusted_proxies",
                             "trusted proxies need client_ip.trusted_hops of 1 or more",

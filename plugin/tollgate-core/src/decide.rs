@@ -12,7 +12,8 @@ use crate::{method_bit, methods_list, HostPattern, IpList, Mode, Policy, Request
 /// Why a rule refused a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockKind {
-    /// Trusted proxies are declared but `X-Forwarded-For` does not carry a usable client hop.
+    /// No client address: `X-Forwarded-For` lacks a usable hop where trusted hops are declared,
+    /// or the connection does not come from a declared trusted proxy.
     ClientAddress,
     /// The client address is in a deny list.
     ClientDenied,

@@ -90,6 +90,9 @@ fn struct_fields(bytes: &[u8], depth: usize) -> Result<Map<String, Value>, Strin
     while let Some((num, f)) = w.next()? {
         if let (1, Field::Bytes(entry)) = (num, f) {
             let (k, v) = map_entry(entry, depth)?;
+            if map.contains_key(&k) {
+                return Err(format!("key {k:?} appears twice in one object"));
+            }
             map.insert(k, v);
         }
     }
@@ -228,6 +231,14 @@ mod tests {
             "wire type 3 is not supported"
         );
         assert!(decode_struct(&[0x0a; 11]).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let one = enc_struct(&json!({"mode": "shadow"}));
+        let twice = [one.clone(), one].concat();
+        let err = decode_struct(&twice).unwrap_err();
+        assert!(err.contains("appears twice"), "{err}");
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl HttpContext for Http {
         let verdict = loaded.policy.decide(&req);
         let request_id = req.request_id().and_then(sanitize_request_id);
 
-        if req.has_header(REFUSED_MARK) {
+        // Present at all, even empty: Envoy's mappers match on presence.
+        if headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(REFUSED_MARK))
+        {
             // Only Tollgate sets the mark; a client's copy would switch off the edge's
             // problem formatting for Envoy's own refusals, and must not travel upstream.
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, REFUSED_MARK);

@@ -18,7 +18,7 @@ fn compose_file_mounts_what_the_build_and_the_tests_use() {
         assert_eq!(svc["image"], format!("envoyproxy/envoy:v{ENVOY_VERSION}"));
         let config = format!("/etc/envoy/{edge}.yaml");
         assert_eq!(svc["command"][1], config.as_str());
-        let mut saw_wasm = false;
+        let (mut saw_wasm, mut saw_config) = (false, false);
         for v in svc["volumes"].as_array().unwrap() {
             let v = v.as_str().unwrap();
             let mut parts = v.split(':');
@@ -36,9 +36,11 @@ fn compose_file_mounts_what_the_build_and_the_tests_use() {
                     host,
                     dir.join(format!("{edge}.yaml")).canonicalize().unwrap()
                 );
+                saw_config = true;
             }
         }
         assert!(saw_wasm, "{edge} does not mount the .wasm");
+        assert!(saw_config, "{edge} does not mount its bootstrap");
         // The bootstrap loads the module from where compose mounts it.
         let boot: Value = serde_saphyr::from_str(
             &std::fs::read_to_string(dir.join(format!("{edge}.yaml"))).unwrap(),

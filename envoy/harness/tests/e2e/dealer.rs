@@ -74,6 +74,20 @@ fn dealer_edge_enforces_the_dealer_policy() {
         &s.send(dealer("GET", "/v1/inventory", "192.0.2.200")),
         "dealer",
     );
+    // The same client without a credential: a shadow hit, then blocked. It counts as blocked,
+    // not as shadow-blocked (that counts requests let through); the rule's shadow counter
+    // counts both hits.
+    let r = s.send(
+        Request::new("GET", "/v1/inventory")
+            .header("x-forwarded-for", "192.0.2.200")
+            .header("x-dealer-id", "D-1001"),
+    );
+    assert_problem(
+        &r,
+        400,
+        "missing-header",
+        "route.inventory-search.required_headers",
+    );
 
     // Unknown route and wrong method.
     let r = s.send(dealer("GET", "/v1/customers", "192.0.2.10"));
@@ -95,9 +109,10 @@ fn dealer_edge_enforces_the_dealer_policy() {
     assert_eq!(s.backend.served(), 5);
     let c = |n: &str| s.counter("dealer", n);
     assert_eq!(c("requests.allowed"), 5);
-    assert_eq!(c("requests.blocked"), 6);
+    assert_eq!(c("requests.blocked"), 7);
     assert_eq!(c("requests.shadow_blocked"), 1);
-    assert_eq!(c("rule.ip_list.dealer-networks-next.shadow_blocked"), 1);
+    assert_eq!(c("rule.ip_list.dealer-networks-next.shadow_blocked"), 2);
+    assert_eq!(c("rule.route.inventory-search.required_headers.blocked"), 1);
     assert_eq!(c("rule.ip_list.dealer-networks.blocked"), 1);
     assert_eq!(c("rule.ip_list.revoked-dealers.blocked"), 1);
     assert_eq!(c("rule.route.vin-lookup.required_headers.blocked"), 2);

@@ -79,4 +79,12 @@ fn an_unreachable_backend_is_a_problem_with_the_request_id() {
     // No detail: Envoy's would describe the upstream.
     let id = assert_envoy_problem(&r, 503, None);
     assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+
+    // A client's own (empty) x-tollgate-refused mark does not switch the formatting off.
+    let r = Request::new("GET", "/v1/dealers")
+        .header("x-forwarded-for", "192.0.2.10")
+        .header("x-tollgate-refused", "")
+        .send(envoy.addr)
+        .unwrap();
+    assert_envoy_problem(&r, 503, None);
 }

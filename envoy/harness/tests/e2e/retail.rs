@@ -90,6 +90,12 @@ fn retail_edge_enforces_the_retail_policy() {
     );
     assert_eq!(r.status, 400);
     assert!(!r.text().contains("<script>"), "{}", r.text());
+    // Clients are external: Envoy issues a fresh request id rather than trust theirs.
+    let id = r.json().unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 36, "a UUID from Envoy: {id}");
     let r = s.send(get("/v1/dealers", "192.0.2.10").header_bytes("x-note", b"\xff\xfe"));
     assert_forwarded(&r, "retail");
 

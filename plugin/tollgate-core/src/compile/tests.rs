@@ -511,18 +511,26 @@ fn more_mistakes_are_named() {
     let errs = errors(json!({
         "version": "v", "edge": "e",
         "ip_lists": [{"name": "l", "action": "allow", "cidrs": ["10.0.0.0/8"], "routes": ["broken"]}],
-        "routes": [{"name": "broken", "path": "/a", "methods": ["GETT"], "hosts": []}]
+        "routes": [{"name": "broken", "methods": ["GETT"], "hosts": []}]
     }));
     has(
         &errs,
         "routes[0].hosts: hosts, when given, must name at least one host",
     );
     has(&errs, "routes[0].methods[0]: unknown method");
+    has(&errs, "routes[0].path: required field is missing");
     assert!(
         !errs.iter().any(|e| e.contains("no route is named")),
         "a route with errors is still a route: {errs:#?}"
     );
-    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+
+    // An invalid trusted_hops is one error, not two.
+    let errs = errors(json!({
+        "version": "v", "edge": "e",
+        "client_ip": {"trusted_hops": 11, "trusted_proxies": ["10.0.0.0/8"]}, "routes": []
+    }));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
 
     let e = from_json(r#"{"version": "v", "edge": "e", "routes": [], "edge": "f"}"#).unwrap_err();
     assert!(e[0].message.contains("key \"edge\" appears twice"), "{e:?}");
