@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use crate::http::read_chunked;
+
 /// Largest request head the backend reads.
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest body it reads.
@@ -74,7 +76,7 @@ fn serve(conn: TcpStream, served: &AtomicU64) -> Result<()> {
         let chunked =
             header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         let body = if chunked {
-            read_chunked(&mut reader)?
+            read_chunked(&mut reader, MAX_BODY)?
         } else {
             let len: usize = header("content-length")
                 .and_then(|v| v.trim().parse().ok())
@@ -136,32 +138,5 @@ fn read_head(r: &mut impl BufRead) -> Result<Option<Vec<u8>>> {
         if head.len() > MAX_HEAD {
             bail!("request head too large");
         }
-    }
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .context("bad chunk size")?;
-        if size == 0 {
-            // Trailers, then the blank line.
-            loop {
-                let mut t = String::new();
-                if r.read_line(&mut t)? == 0 || t == "\r\n" {
-                    return Ok(body);
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY {
-            bail!("body too large");
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        let mut crlf = [0u8; 2];
-        r.read_exact(&mut crlf)?;
     }
 }

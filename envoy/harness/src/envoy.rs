@@ -129,6 +129,14 @@ pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
     Ok(cfg)
 }
 
+/// Renders the bootstrap into a fresh scratch directory; returns the directory and the file.
+fn write_bootstrap(o: &EdgeOptions, label: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = scratch_dir(&format!("{label}-{}", o.edge))?;
+    let path = dir.join("bootstrap.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&render_bootstrap(o)?)?)?;
+    Ok((dir, path))
+}
+
 fn wasm_filter(listener: &mut Value) -> Option<&mut Value> {
     listener
         .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")?
@@ -183,12 +191,7 @@ impl Envoy {
 
     /// Starts Envoy; reports an early exit (a refused configuration) as [`Started::Exited`].
     pub fn try_start(o: &EdgeOptions) -> Result<Started> {
-        let dir = scratch_dir(&format!("envoy-{}", o.edge))?;
-        let config_path = dir.join("bootstrap.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&render_bootstrap(o)?)?,
-        )?;
+        let (dir, config_path) = write_bootstrap(o, "envoy")?;
         let log_path = dir.join("envoy.log");
         let admin_file = dir.join("admin-address");
         let log = File::create(&log_path)?;
@@ -296,12 +299,7 @@ fn listener_address(admin: SocketAddr) -> Result<SocketAddr> {
 /// Runs `envoy --mode validate` on a rendered bootstrap: loads the `.wasm` and runs
 /// `on_configure` without serving. Returns whether it passed, and Envoy's output.
 pub fn validate(o: &EdgeOptions) -> Result<(bool, String)> {
-    let dir = scratch_dir(&format!("validate-{}", o.edge))?;
-    let config_path = dir.join("bootstrap.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&render_bootstrap(o)?)?,
-    )?;
+    let (_, config_path) = write_bootstrap(o, "validate")?;
     let out = Command::new(envoy_binary()?)
         .arg("--mode")
         .arg("validate")

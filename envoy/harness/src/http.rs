@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 client over `TcpStream`, one request per connection, with timeouts. Enough
 //! for tests and the demo to send exactly the bytes they mean (odd methods, repeated headers).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -151,7 +151,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<Response> {
     let body = if head_only {
         Vec::new()
     } else if chunked {
-        dechunk(rest)?
+        read_chunked(&mut std::io::Cursor::new(rest), usize::MAX)?
     } else {
         rest.to_vec()
     };
@@ -162,25 +162,30 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<Response> {
     })
 }
 
-/// Decodes a chunked body that is complete in `raw`.
-pub fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+/// Reads a chunked body (and its trailers) from `r`, at most `max` bytes of payload.
+pub fn read_chunked(r: &mut impl BufRead, max: usize) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
     loop {
-        let line_end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&raw[..line_end])?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
-        raw = &raw[line_end + 2..];
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .context("bad chunk size")?;
         if size == 0 {
-            return Ok(out);
+            // Trailers, then the blank line.
+            loop {
+                let mut t = String::new();
+                if r.read_line(&mut t)? == 0 || t == "\r\n" {
+                    return Ok(body);
+                }
+            }
         }
-        if raw.len() < size + 2 {
-            bail!("truncated chunk");
+        if body.len() + size > max {
+            bail!("body over {max} bytes");
         }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
     }
 }

@@ -91,6 +91,13 @@ impl Policy {
         &self.rules
     }
 
+    /// The name of a rule (`unknown` for an id from another policy).
+    pub fn rule_name(&self, rule: RuleId) -> &str {
+        self.rules
+            .get(rule.0)
+            .map_or("unknown", |r| r.name.as_str())
+    }
+
     /// Names of the routes, in policy order.
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().map(|r| r.name.as_str())

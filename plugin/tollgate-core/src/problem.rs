@@ -47,10 +47,7 @@ impl Policy {
             title: block.title(),
             status: block.status(),
             detail: block.detail(),
-            rule: self
-                .rules
-                .get(block.rule.0)
-                .map_or("unknown", |r| r.name.as_str()),
+            rule: self.rule_name(block.rule),
             request_id,
         }
     }

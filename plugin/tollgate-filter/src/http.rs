@@ -13,6 +13,9 @@ use crate::root::Loaded;
 /// Request header set on refused requests; see `envoy/retail.yaml`, `local_reply_config`.
 const REFUSED_MARK: &str = "x-tollgate-refused";
 
+/// The answer when no policy is loaded.
+const NO_POLICY: &str = r#"{"type":"urn:tollgate:problem:policy-unavailable","title":"Service unavailable","status":503}"#;
+
 pub(crate) struct Http {
     loaded: Option<Rc<Loaded>>,
 }
@@ -30,7 +33,7 @@ impl HttpContext for Http {
         let Some(loaded) = self.loaded.as_deref() else {
             // No policy: deny. (Envoy does not create HTTP contexts for a refused configuration,
             // so this is a guard, not a path.)
-            send(503, "urn:tollgate:problem:policy-unavailable", None, &[]);
+            send(503, NO_POLICY, None, &[]);
             return Action::Pause;
         };
         // One host call for the whole map, values as bytes (they need not be UTF-8).
@@ -42,7 +45,12 @@ impl HttpContext for Http {
         };
         let req = Request::from_headers(&headers, source);
         let verdict = loaded.policy.decide(&req);
-        let request_id = req.request_id().and_then(sanitize_request_id);
+        // Needed only to log or answer; an ordinary allowed request skips the scan.
+        let request_id = if verdict.allowed() && verdict.shadowed.is_empty() {
+            None
+        } else {
+            req.request_id().and_then(sanitize_request_id)
+        };
 
         // Present at all, even empty: Envoy's mappers match on presence.
         if headers
@@ -96,11 +104,7 @@ fn source_address() -> Option<std::net::IpAddr> {
 }
 
 fn describe(what: &str, loaded: &Loaded, block: &Block, request_id: Option<&str>) -> String {
-    let rule = loaded
-        .policy
-        .rules()
-        .get(block.rule.0)
-        .map_or("unknown", |r| r.name.as_str());
+    let rule = loaded.policy.rule_name(block.rule);
     format!(
         "tollgate: {what} rule={rule} status={} request_id={}",
         block.status(),
@@ -108,18 +112,8 @@ fn describe(what: &str, loaded: &Loaded, block: &Block, request_id: Option<&str>
     )
 }
 
-/// Answers the request locally with a problem body. A `body` that does not start with `{` is a
-/// problem type on its own (used when there is no policy to render one).
+/// Answers the request locally with a problem body.
 fn send(status: u32, body: &str, request_id: Option<&str>, extra: &[(&str, &str)]) {
-    let owned;
-    let body = if body.starts_with('{') {
-        body
-    } else {
-        owned = format!(
-            "{{\"type\":\"{body}\",\"title\":\"Service unavailable\",\"status\":{status}}}"
-        );
-        &owned
-    };
     let mut headers: Vec<(&str, &str)> = vec![
         ("content-type", "application/problem+json"),
         ("cache-control", "no-store"),
