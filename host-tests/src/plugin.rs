@@ -1,0 +1,1367 @@
+//! A plugin configuration running on simulated Envoy workers, and the HTTP stream driver that
+//! takes each request through Envoy's filter lifecycle.
+//!
+//! Per stream, as Envoy's wasm filter does: `proxy_on_context_create`, request headers, body
+//! chunks, trailers; then the upstream (or the local reply); response headers, body, trailers;
+//! then `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`. Pause on headers holds everything
+//! until `proxy_continue_stream` (StopAllIteration); Pause on a body chunk buffers, and the next
+//! body callback sees the whole buffer; a local reply ends the request side and goes through the
+//! response callbacks. A trap fails the VM: the stream gets a 503 `wasm_fail_stream` (or goes on
+//! without the filter under fail-open), and later streams follow the failure policy.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{WasmParams, WasmResults};
+
+use crate::host::Host;
+use crate::http::{echo_upstream, Exchange, Forwarded, Request, Response, Upstream};
+use crate::process::Process;
+use crate::state::{level, GrpcCall, Headers, HttpCall, LogLine, PluginSpec, StreamData};
+use crate::vm::{StartError, Trap, Vm};
+
+/// What Envoy does when the VM fails (`failure_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Every request on the failed worker gets 503.
+    FailClosed,
+    /// Requests on the failed worker bypass the plugin.
+    FailOpen,
+    /// A fresh VM on the next request, at most once per `backoff`; requests in between get 503.
+    FailReload {
+        /// Envoy's `reload_config.backoff.base_interval` (default 1 s).
+        backoff: Duration,
+    },
+}
+
+/// How to run a plugin.
+#[derive(Clone)]
+pub struct PluginOptions {
+    /// The plugin and VM configuration.
+    pub spec: PluginSpec,
+    /// Number of workers (Envoy's `--concurrency`), each with its own VM.
+    pub workers: usize,
+    /// The failure policy.
+    pub failure: FailurePolicy,
+    /// Clusters that callouts may name.
+    pub clusters: Vec<String>,
+    /// The upstream that answers forwarded requests.
+    pub upstream: Upstream,
+    /// Add an `x-request-id` to requests without one, as the edges' `generate_request_id` does.
+    pub generate_request_id: bool,
+}
+
+impl std::fmt::Debug for PluginOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginOptions")
+            .field("spec", &self.spec)
+            .field("workers", &self.workers)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginOptions {
+    /// One worker, FAIL_RELOAD with Envoy's default backoff, a `backend` cluster, the echo
+    /// upstream, request ids generated.
+    pub fn new(spec: PluginSpec) -> Self {
+        PluginOptions {
+            spec,
+            workers: 1,
+            failure: FailurePolicy::FailReload {
+                backoff: Duration::from_secs(1),
+            },
+            clusters: vec!["backend".into()],
+            upstream: echo_upstream(),
+            generate_request_id: true,
+        }
+    }
+
+    /// With this many workers.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// With this failure policy.
+    pub fn failure(mut self, policy: FailurePolicy) -> Self {
+        self.failure = policy;
+        self
+    }
+
+    /// With this upstream.
+    pub fn upstream(mut self, upstream: Upstream) -> Self {
+        self.upstream = upstream;
+        self
+    }
+}
+
+/// A configuration the plugin (or the module) refused, with the log lines that explain it.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What failed.
+    pub error: StartError,
+    /// What the plugin logged while starting.
+    pub logs: Vec<LogLine>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)?;
+        for l in &self.logs {
+            write!(f, "\n  {}", l.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+struct Deploy {
+    host: Host,
+    process: Arc<Process>,
+    spec: Arc<PluginSpec>,
+    failure: FailurePolicy,
+    clusters: Arc<Vec<String>>,
+    upstream: Upstream,
+    generate_request_id: bool,
+}
+
+/// An event on a gRPC call or stream, delivered by the test.
+#[derive(Clone, Debug)]
+pub enum GrpcEvent {
+    /// Initial metadata (streams).
+    InitialMetadata(Headers),
+    /// A message: for a unary call, its answer (which ends it).
+    Message(Vec<u8>),
+    /// Trailing metadata (streams).
+    TrailingMetadata(Headers),
+    /// The remote closed (or the call failed) with this gRPC status and message.
+    Close {
+        /// gRPC status code.
+        status: u32,
+        /// gRPC message.
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    ReqHeaders,
+    ReqBody(usize),
+    ReqTrailers,
+    Upstream,
+    RespHeaders,
+    RespBody(usize),
+    RespTrailers,
+    Log,
+}
+
+#[derive(Debug)]
+struct Flow {
+    request: Request,
+    stage: Stage,
+    /// Waiting for `proxy_continue_stream` at this stage.
+    held: bool,
+    /// The filter is out of this stream (fail-open after a failure).
+    bypass: bool,
+    /// The filter's VM failed during this stream: no more calls into it.
+    failed: bool,
+    req_headers: Headers,
+    req_buffer: Vec<u8>,
+    req_out: Vec<u8>,
+    req_trailers: Option<Headers>,
+    response: Response,
+    resp_headers: Headers,
+    resp_buffer: Vec<u8>,
+    resp_out: Vec<u8>,
+    resp_trailers: Option<Headers>,
+    /// A local reply is on its way: later local replies are ignored.
+    replied: bool,
+    ex: Exchange,
+}
+
+enum Called {
+    Ran(i32),
+    Trapped(Trap),
+    /// The VM had failed already (or the filter is bypassed): not called.
+    Skipped,
+}
+
+enum Step {
+    /// The stage is complete; go on.
+    Next,
+    /// Wait for `proxy_continue_stream`.
+    Hold,
+    /// The flow was redirected (local reply, reset, failure); its stage is already set.
+    Redirected,
+}
+
+/// One simulated worker thread: a VM of its own, its streams, and its share of the process.
+/// `Send`, so a test can drive workers from several threads at once.
+pub struct Worker {
+    index: usize,
+    deploy: Arc<Deploy>,
+    vm: Option<Vm>,
+    failed: bool,
+    last_load: u64,
+    generation: u32,
+    next_context: u32,
+    flows: BTreeMap<u32, Flow>,
+    finished: Vec<Exchange>,
+    logs: Vec<LogLine>,
+    traps: Vec<Trap>,
+    tick_period: u32,
+    next_tick: Option<u64>,
+    request_seq: u64,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("generation", &self.generation)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plugin configuration running on one or more workers.
+pub struct Plugin {
+    workers: Vec<Worker>,
+    next: usize,
+    process: Arc<Process>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Starts the plugin on fresh workers in a fresh process.
+    pub fn start(host: &Host, options: PluginOptions) -> Result<Plugin, Refusal> {
+        Plugin::start_in(host, options, Arc::new(Process::default()))
+    }
+
+    /// Starts the plugin in an existing process (shared data and stats carry over, as for a
+    /// new plugin configuration in a running Envoy). As Envoy does, a configuration is accepted
+    /// only if every worker's VM accepts it.
+    pub fn start_in(
+        host: &Host,
+        options: PluginOptions,
+        process: Arc<Process>,
+    ) -> Result<Plugin, Refusal> {
+        let deploy = Arc::new(Deploy {
+            host: host.clone(),
+            process: process.clone(),
+            spec: Arc::new(options.spec),
+            failure: options.failure,
+            clusters: Arc::new(options.clusters),
+            upstream: options.upstream,
+            generate_request_id: options.generate_request_id,
+        });
+        let mut workers = Vec::new();
+        for index in 0..options.workers.max(1) {
+            let (vm, logs) = start_vm(&deploy, index);
+            match vm {
+                Ok(vm) => workers.push(Worker {
+                    index,
+                    deploy: deploy.clone(),
+                    vm: Some(vm),
+                    failed: false,
+                    last_load: process.now(),
+                    generation: 1,
+                    next_context: 2,
+                    flows: BTreeMap::new(),
+                    finished: Vec::new(),
+                    logs,
+                    traps: Vec::new(),
+                    tick_period: 0,
+                    next_tick: None,
+                    request_seq: 0,
+                }),
+                Err(error) => return Err(Refusal { error, logs }),
+            }
+        }
+        for w in &mut workers {
+            w.after_call(None);
+        }
+        Ok(Plugin {
+            workers,
+            next: 0,
+            process,
+        })
+    }
+
+    /// Sends a request on the next worker (round robin).
+    pub fn send(&mut self, req: Request) -> Exchange {
+        let i = self.next % self.workers.len();
+        self.next = self.next.wrapping_add(1);
+        self.send_on(i, req)
+    }
+
+    /// Sends a request on worker `i` (modulo the number of workers).
+    pub fn send_on(&mut self, i: usize, req: Request) -> Exchange {
+        let n = self.workers.len();
+        match self.workers.get_mut(i % n) {
+            Some(w) => w.send(req),
+            None => Exchange::default(),
+        }
+    }
+
+    /// The workers, to drive from threads of the test's own.
+    pub fn workers_mut(&mut self) -> &mut [Worker] {
+        &mut self.workers
+    }
+
+    /// The process the workers share.
+    pub fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    /// A stat by the name the plugin defined (Envoy shows it as `wasmcustom.<name>`).
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.process.metric(name).map(|m| m.value)
+    }
+
+    /// A shared-data key of this plugin's `vm_id`: value and CAS.
+    pub fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let vm_id = self.workers.first().map(|w| w.deploy.spec.vm_id.clone())?;
+        self.process.get_shared(&vm_id, key)
+    }
+
+    /// Every log line so far that no exchange took, in order per worker; drains them.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        self.workers
+            .iter_mut()
+            .flat_map(|w| std::mem::take(&mut w.logs))
+            .collect()
+    }
+
+    /// Exchanges that completed after they were returned pending; drains them.
+    pub fn take_finished(&mut self) -> Vec<Exchange> {
+        self.workers
+            .iter_mut()
+            .flat_map(|w| std::mem::take(&mut w.finished))
+            .collect()
+    }
+
+    /// Every trap so far, in order per worker.
+    pub fn traps(&self) -> Vec<Trap> {
+        self.workers.iter().flat_map(|w| w.traps.clone()).collect()
+    }
+
+    /// How many VMs worker `i` has started (1 until a reload).
+    pub fn generation(&self, i: usize) -> u32 {
+        self.workers.get(i).map_or(0, |w| w.generation)
+    }
+
+    /// Whether worker `i`'s VM has failed and not been replaced.
+    pub fn failed(&self, i: usize) -> bool {
+        self.workers.get(i).is_some_and(|w| w.failed)
+    }
+
+    /// HTTP callouts waiting for an answer: `(worker, call)`.
+    pub fn http_calls(&self) -> Vec<(usize, HttpCall)> {
+        self.workers
+            .iter()
+            .flat_map(|w| w.http_calls().into_iter().map(move |c| (w.index, c)))
+            .collect()
+    }
+
+    /// gRPC calls and streams that are open: `(worker, call)`.
+    pub fn grpc_calls(&self) -> Vec<(usize, GrpcCall)> {
+        self.workers
+            .iter()
+            .flat_map(|w| {
+                w.vm.as_ref()
+                    .map(|vm| vm.store.data().grpc_calls.values().cloned().collect())
+                    .unwrap_or_else(Vec::new)
+                    .into_iter()
+                    .map(move |c| (w.index, c))
+            })
+            .collect()
+    }
+
+    /// Answers an HTTP callout. Returns false if there is no such call.
+    pub fn answer_http_call(&mut self, worker: usize, token: u32, response: Response) -> bool {
+        self.workers
+            .get_mut(worker)
+            .is_some_and(|w| w.answer_http_call(token, Some(response)))
+    }
+
+    /// Fails an HTTP callout as a reset connection does: the callback gets no headers, no
+    /// body, and `proxy_get_status` says 11 (BrokenConnection) "reset".
+    pub fn fail_http_call(&mut self, worker: usize, token: u32) -> bool {
+        self.workers
+            .get_mut(worker)
+            .is_some_and(|w| w.answer_http_call(token, None))
+    }
+
+    /// Delivers a gRPC event. Returns false if there is no such call.
+    pub fn deliver_grpc(&mut self, worker: usize, token: u32, event: GrpcEvent) -> bool {
+        self.workers
+            .get_mut(worker)
+            .is_some_and(|w| w.deliver_grpc(token, event))
+    }
+
+    /// The virtual clock, nanoseconds since the epoch.
+    pub fn now(&self) -> u64 {
+        self.process.now()
+    }
+
+    /// Moves the virtual clock forward, firing each tick and callout timeout in order at its
+    /// own time.
+    pub fn advance(&mut self, by: Duration) {
+        let target = self.process.now().saturating_add(by.as_nanos() as u64);
+        loop {
+            let next = self
+                .workers
+                .iter()
+                .filter_map(|w| w.next_event())
+                .filter(|t| *t <= target)
+                .min();
+            let Some(t) = next else { break };
+            self.process.set_now(t);
+            for w in &mut self.workers {
+                w.fire_due(t);
+            }
+        }
+        self.process.set_now(target);
+        for w in &mut self.workers {
+            w.pump();
+        }
+    }
+
+    /// Delivers pending queue notifications and resumes streams that were continued.
+    pub fn pump(&mut self) {
+        for w in &mut self.workers {
+            w.pump();
+        }
+    }
+
+    /// Shuts the plugin down as Envoy does when a configuration goes away: `proxy_on_done` on
+    /// each root context, then `proxy_on_delete` at once or after the plugin calls
+    /// `proxy_done`. Returns whether every root context was deleted.
+    pub fn shutdown(&mut self) -> bool {
+        self.workers.iter_mut().all(Worker::shutdown)
+    }
+}
+
+fn start_vm(deploy: &Deploy, index: usize) -> (Result<Vm, StartError>, Vec<LogLine>) {
+    Vm::start(
+        &deploy.host,
+        deploy.process.clone(),
+        deploy.spec.clone(),
+        index,
+        deploy.clusters.clone(),
+    )
+}
+
+impl Worker {
+    /// This worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Sends a request on this worker.
+    pub fn send(&mut self, req: Request) -> Exchange {
+        self.pump();
+        let id = self.next_context;
+        self.next_context += 1;
+        self.request_seq += 1;
+        let mut flow = Flow {
+            request: req,
+            stage: Stage::ReqHeaders,
+            held: false,
+            bypass: false,
+            failed: false,
+            req_headers: Vec::new(),
+            req_buffer: Vec::new(),
+            req_out: Vec::new(),
+            req_trailers: None,
+            response: Response::default(),
+            resp_headers: Vec::new(),
+            resp_buffer: Vec::new(),
+            resp_out: Vec::new(),
+            resp_trailers: None,
+            replied: false,
+            ex: Exchange {
+                worker: self.index,
+                context: id,
+                ..Exchange::default()
+            },
+        };
+        if self.deploy.generate_request_id
+            && !flow
+                .request
+                .headers
+                .iter()
+                .any(|(k, _)| k.as_slice() == b"x-request-id")
+        {
+            let rid = format!(
+                "{:08x}-0000-4000-8000-{:012x}",
+                self.index, self.request_seq
+            );
+            flow.request
+                .headers
+                .push((b"x-request-id".to_vec(), rid.into_bytes()));
+        }
+        self.prepare_vm(&mut flow);
+        let source = flow.request.source;
+        let start = self.deploy.process.now();
+        if let Some(vm) = self.vm.as_mut() {
+            if !flow.bypass && !flow.failed {
+                vm.store.data_mut().streams.insert(
+                    id,
+                    StreamData {
+                        source: Some(source),
+                        destination: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10000))),
+                        start_nanos: start,
+                        connection_id: id,
+                        ..StreamData::default()
+                    },
+                );
+            }
+        }
+        self.flows.insert(id, flow);
+        let root = self.root_id();
+        if let Called::Trapped(t) = self
+            .call_stream::<(i32, i32), ()>(id, "proxy_on_context_create", (id as i32, root as i32))
+            .map_unit()
+        {
+            self.trap_stream(id, t);
+        }
+        self.run(id);
+        self.pump();
+        match self.flows.get(&id) {
+            Some(f) => f.ex.clone(),
+            None => self
+                .finished
+                .iter()
+                .rposition(|e| e.context == id)
+                .map(|i| self.finished.remove(i))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Decides, before a new stream, whether the VM serves it: a failed VM is replaced (reload,
+    /// after the backoff) or the stream bypasses the filter (fail-open) or is failed (closed).
+    fn prepare_vm(&mut self, flow: &mut Flow) {
+        if !self.failed {
+            return;
+        }
+        match self.deploy.failure {
+            FailurePolicy::FailOpen => flow.bypass = true,
+            FailurePolicy::FailClosed => flow.failed = true,
+            FailurePolicy::FailReload { backoff } => {
+                let now = self.deploy.process.now();
+                if now.saturating_sub(self.last_load) < backoff.as_nanos() as u64 {
+                    flow.failed = true;
+                    return;
+                }
+                self.last_load = now;
+                let (vm, logs) = start_vm(&self.deploy, self.index);
+                self.logs.extend(logs);
+                match vm {
+                    Ok(vm) => {
+                        self.vm = Some(vm);
+                        self.failed = false;
+                        self.generation += 1;
+                        self.tick_period = 0;
+                        self.next_tick = None;
+                        self.after_call(None);
+                    }
+                    Err(e) => {
+                        self.logs.push(LogLine {
+                            worker: self.index,
+                            level: level::ERROR,
+                            message: format!("VM reload failed: {e}"),
+                        });
+                        flow.failed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn root_id(&self) -> u32 {
+        self.vm.as_ref().map_or(1, |vm| vm.store.data().root_id)
+    }
+
+    fn stream_data(&mut self, id: u32) -> Option<&mut StreamData> {
+        self.vm.as_mut()?.store.data_mut().streams.get_mut(&id)
+    }
+
+    /// Calls an export for stream `id`, unless the filter is out of the stream.
+    fn call_stream<P: WasmParams, R: WasmResults + Default + Into<CallValue>>(
+        &mut self,
+        id: u32,
+        name: &str,
+        params: P,
+    ) -> Called {
+        let skip = self.flows.get(&id).is_none_or(|f| f.bypass || f.failed);
+        if skip || self.failed {
+            return Called::Skipped;
+        }
+        let Some(vm) = self.vm.as_mut() else {
+            return Called::Skipped;
+        };
+        let r = vm.call::<P, R>(name, id, params);
+        self.after_call(Some(id));
+        match r {
+            Ok(v) => Called::Ran(v.into().0),
+            Err(t) => Called::Trapped(t),
+        }
+    }
+
+    /// Calls an export for the root context. A trap fails the VM.
+    fn call_root<P: WasmParams, R: WasmResults + Default>(
+        &mut self,
+        name: &str,
+        params: P,
+    ) -> Option<R> {
+        if self.failed {
+            return None;
+        }
+        let root = self.root_id();
+        let vm = self.vm.as_mut()?;
+        let r = vm.call::<P, R>(name, root, params);
+        self.after_call(None);
+        match r {
+            Ok(v) => Some(v),
+            Err(t) => {
+                self.fail_vm(t);
+                None
+            }
+        }
+    }
+
+    /// Collects logs and notices a new tick period after any VM call.
+    fn after_call(&mut self, stream: Option<u32>) {
+        let Some(vm) = self.vm.as_mut() else { return };
+        let data = vm.store.data_mut();
+        let logs = std::mem::take(&mut data.logs);
+        let period = data.tick_ms;
+        if let Some(f) = stream.and_then(|id| self.flows.get_mut(&id)) {
+            f.ex.logs.extend(logs.iter().cloned());
+        }
+        self.logs.extend(logs);
+        if period != self.tick_period {
+            self.tick_period = period;
+            self.next_tick =
+                (period > 0).then(|| self.deploy.process.now() + u64::from(period) * 1_000_000);
+        }
+    }
+
+    /// Marks the VM failed after a trap, as Envoy does, and logs it as Envoy logs it.
+    fn fail_vm(&mut self, t: Trap) {
+        self.failed = true;
+        let line = LogLine {
+            worker: self.index,
+            level: level::ERROR,
+            message: format!("Function: {} failed: {}", t.callback, t.message),
+        };
+        self.logs.push(line.clone());
+        self.traps.push(t);
+        for f in self.flows.values_mut() {
+            f.ex.logs.push(line.clone());
+        }
+    }
+
+    /// A trap in stream `id`'s callback: fail the VM, then fail the stream (503) or let it go
+    /// on without the filter (fail-open).
+    fn trap_stream(&mut self, id: u32, t: Trap) {
+        if let Some(f) = self.flows.get_mut(&id) {
+            f.ex.trap = Some(t.clone());
+        }
+        self.fail_vm(t);
+        self.fail_stream(id);
+    }
+
+    fn fail_stream(&mut self, id: u32) {
+        let open = self.deploy.failure == FailurePolicy::FailOpen;
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if open {
+            f.bypass = true;
+            return;
+        }
+        if f.failed {
+            return;
+        }
+        f.failed = true;
+        f.held = false;
+        f.replied = true;
+        f.response = Response::new(503, Vec::new());
+        f.resp_headers = f.response.header_map();
+        f.resp_out = Vec::new();
+        f.ex.details = "wasm_fail_stream".into();
+        f.stage = Stage::Log;
+    }
+
+    /// Runs a stream's stages until it finishes or waits.
+    fn run(&mut self, id: u32) {
+        loop {
+            let Some(f) = self.flows.get(&id) else { return };
+            if f.held {
+                return;
+            }
+            // A stream arriving at a failed VM (not bypassed) fails at its first callback.
+            if f.failed && !f.replied {
+                self.fail_stream_forced(id);
+                continue;
+            }
+            let step = match f.stage {
+                Stage::ReqHeaders => self.headers_stage(id, true),
+                Stage::ReqBody(i) => self.body_stage(id, true, i),
+                Stage::ReqTrailers => self.trailers_stage(id, true),
+                Stage::Upstream => {
+                    self.upstream(id);
+                    continue;
+                }
+                Stage::RespHeaders => self.headers_stage(id, false),
+                Stage::RespBody(i) => self.body_stage(id, false, i),
+                Stage::RespTrailers => self.trailers_stage(id, false),
+                Stage::Log => {
+                    self.finish(id);
+                    return;
+                }
+            };
+            match step {
+                Step::Next => self.complete(id),
+                Step::Hold => {
+                    if let Some(f) = self.flows.get_mut(&id) {
+                        f.held = true;
+                    }
+                    return;
+                }
+                Step::Redirected => {}
+            }
+        }
+    }
+
+    /// Fails a stream whose VM is already failed (no trap of its own).
+    fn fail_stream_forced(&mut self, id: u32) {
+        if let Some(f) = self.flows.get_mut(&id) {
+            f.failed = false;
+        }
+        if self.deploy.failure == FailurePolicy::FailOpen {
+            if let Some(f) = self.flows.get_mut(&id) {
+                f.bypass = true;
+            }
+            return;
+        }
+        self.fail_stream(id);
+    }
+
+    fn headers_stage(&mut self, id: u32, request: bool) -> Step {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return Step::Redirected;
+        };
+        let (map, eos) = if request {
+            (
+                f.request.header_map(),
+                f.request.body.is_empty() && f.request.trailers.is_none(),
+            )
+        } else {
+            (
+                f.response.header_map(),
+                f.response.body.is_empty() && f.response.trailers.is_none(),
+            )
+        };
+        let n = map.len() as i32;
+        if request {
+            f.req_headers = map.clone();
+        } else {
+            f.resp_headers = map.clone();
+        }
+        let code = self.flows.get(&id).map_or(0, |f| f.response.status);
+        if let Some(st) = self.stream_data(id) {
+            if request {
+                st.request.headers = Some(map);
+            } else {
+                st.response.headers = Some(map);
+                st.response_code = Some(code);
+            }
+        }
+        let name = if request {
+            "proxy_on_request_headers"
+        } else {
+            "proxy_on_response_headers"
+        };
+        let r = self.call_stream::<(i32, i32, i32), i32>(id, name, (id as i32, n, i32::from(eos)));
+        self.settle(id, r, request)
+    }
+
+    fn body_stage(&mut self, id: u32, request: bool, i: usize) -> Step {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return Step::Redirected;
+        };
+        let (chunks, has_trailers) = if request {
+            (&f.request.body, f.request.trailers.is_some())
+        } else {
+            (
+                &vec![f.response.body.clone()],
+                f.response.trailers.is_some(),
+            )
+        };
+        let chunk = chunks.get(i).cloned().unwrap_or_default();
+        let last = i + 1 >= chunks.len();
+        let eos = last && !has_trailers;
+        let buffer = if request {
+            &mut f.req_buffer
+        } else {
+            &mut f.resp_buffer
+        };
+        buffer.extend_from_slice(&chunk);
+        let visible = buffer.clone();
+        let len = visible.len() as i32;
+        if let Some(st) = self.stream_data(id) {
+            if request {
+                st.request.body = Some(visible);
+            } else {
+                st.response.body = Some(visible);
+            }
+        }
+        let name = if request {
+            "proxy_on_request_body"
+        } else {
+            "proxy_on_response_body"
+        };
+        let r =
+            self.call_stream::<(i32, i32, i32), i32>(id, name, (id as i32, len, i32::from(eos)));
+        // The body as the plugin left it.
+        let after = self.stream_data(id).and_then(|st| {
+            if request {
+                st.request.body.take()
+            } else {
+                st.response.body.take()
+            }
+        });
+        if let (Some(after), Some(f)) = (after, self.flows.get_mut(&id)) {
+            if request {
+                f.req_buffer = after;
+            } else {
+                f.resp_buffer = after;
+            }
+        }
+        let step = self.settle(id, r, request);
+        match step {
+            // Paused on a chunk that is not the last: keep buffering, deliver the next one.
+            Step::Hold if !eos => {
+                if let Some(f) = self.flows.get_mut(&id) {
+                    f.stage = next_stage(f, f.stage);
+                }
+                Step::Redirected
+            }
+            s => s,
+        }
+    }
+
+    fn trailers_stage(&mut self, id: u32, request: bool) -> Step {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return Step::Redirected;
+        };
+        let trailers = if request {
+            f.request.trailers.clone()
+        } else {
+            f.response.trailers.clone()
+        }
+        .unwrap_or_default();
+        let n = trailers.len() as i32;
+        if let Some(st) = self.stream_data(id) {
+            if request {
+                st.request.trailers = Some(trailers);
+            } else {
+                st.response.trailers = Some(trailers);
+            }
+        }
+        let name = if request {
+            "proxy_on_request_trailers"
+        } else {
+            "proxy_on_response_trailers"
+        };
+        let r = self.call_stream::<(i32, i32), i32>(id, name, (id as i32, n));
+        self.settle(id, r, request)
+    }
+
+    /// What a callback's result means for the stream.
+    fn settle(&mut self, id: u32, r: Called, request: bool) -> Step {
+        let action = match r {
+            Called::Ran(a) => a,
+            Called::Skipped => 0,
+            Called::Trapped(t) => {
+                self.trap_stream(id, t);
+                return Step::Redirected;
+            }
+        };
+        if self.take_local_or_close(id) {
+            return Step::Redirected;
+        }
+        let resumed = self.stream_data(id).is_some_and(|st| {
+            let r = if request {
+                std::mem::take(&mut st.resume_request)
+            } else {
+                std::mem::take(&mut st.resume_response)
+            };
+            r
+        });
+        if action == 0 || resumed {
+            Step::Next
+        } else {
+            Step::Hold
+        }
+    }
+
+    /// Acts on a local reply or a close the plugin asked for (in this stream's callback or, via
+    /// `proxy_set_effective_context`, in another). Returns whether the flow was redirected.
+    fn take_local_or_close(&mut self, id: u32) -> bool {
+        let Some(st) = self.stream_data(id) else {
+            return false;
+        };
+        let local = st.local.take();
+        let close = std::mem::take(&mut st.close);
+        let Some(f) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        if close {
+            f.ex.reset = true;
+            if f.ex.details.is_empty() {
+                f.ex.details = "wasm_close_stream".into();
+            }
+            f.held = false;
+            f.stage = Stage::Log;
+            return true;
+        }
+        let Some(local) = local else { return false };
+        if f.replied {
+            return false;
+        }
+        f.replied = true;
+        f.held = false;
+        let mut resp = Response::new(local.status, local.body.clone());
+        if !local.body.is_empty() {
+            resp.headers
+                .push((b"content-type".to_vec(), b"text/plain".to_vec()));
+        }
+        for (k, v) in &local.headers {
+            // Envoy sets each of the plugin's headers on the reply (replacing its defaults).
+            resp.headers.retain(|(n, _)| n != k);
+            resp.headers.push((k.clone(), v.clone()));
+        }
+        resp.headers.push((
+            b"content-length".to_vec(),
+            local.body.len().to_string().into_bytes(),
+        ));
+        f.ex.details = local.details.clone();
+        f.ex.local = Some(local);
+        f.response = resp;
+        f.resp_buffer.clear();
+        f.resp_out.clear();
+        f.stage = Stage::RespHeaders;
+        true
+    }
+
+    /// The current stage is done: flush what it released and move on.
+    fn complete(&mut self, id: u32) {
+        let req_headers = self
+            .stream_data(id)
+            .and_then(|st| st.request.headers.take());
+        let resp_headers = self
+            .stream_data(id)
+            .and_then(|st| st.response.headers.take());
+        let req_trailers = self
+            .stream_data(id)
+            .and_then(|st| st.request.trailers.take());
+        let resp_trailers = self
+            .stream_data(id)
+            .and_then(|st| st.response.trailers.take());
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        match f.stage {
+            Stage::ReqHeaders => {
+                if let Some(h) = req_headers {
+                    f.req_headers = h;
+                }
+            }
+            Stage::ReqBody(_) => {
+                let b = std::mem::take(&mut f.req_buffer);
+                f.req_out.extend_from_slice(&b);
+            }
+            Stage::ReqTrailers => {
+                let b = std::mem::take(&mut f.req_buffer);
+                f.req_out.extend_from_slice(&b);
+                f.req_trailers = req_trailers.or_else(|| f.request.trailers.clone());
+            }
+            Stage::RespHeaders => {
+                if let Some(h) = resp_headers {
+                    f.resp_headers = h;
+                }
+            }
+            Stage::RespBody(_) => {
+                let b = std::mem::take(&mut f.resp_buffer);
+                f.resp_out.extend_from_slice(&b);
+            }
+            Stage::RespTrailers => {
+                let b = std::mem::take(&mut f.resp_buffer);
+                f.resp_out.extend_from_slice(&b);
+                f.resp_trailers = resp_trailers.or_else(|| f.response.trailers.clone());
+            }
+            Stage::Upstream | Stage::Log => {}
+        }
+        f.stage = next_stage(f, f.stage);
+    }
+
+    fn upstream(&mut self, id: u32) {
+        let upstream = self.deploy.upstream.clone();
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let mut body = std::mem::take(&mut f.req_out);
+        body.extend_from_slice(&std::mem::take(&mut f.req_buffer));
+        let fwd = Forwarded {
+            headers: f.req_headers.clone(),
+            body,
+            trailers: f.req_trailers.clone(),
+        };
+        let resp = upstream(&fwd);
+        f.ex.forwarded = Some(fwd);
+        f.ex.details = "via_upstream".into();
+        f.response = resp;
+        f.stage = Stage::RespHeaders;
+    }
+
+    /// Ends a stream: `proxy_on_log` (with read-only copies of the final headers),
+    /// `proxy_on_done`, `proxy_on_delete`; then the client has its answer.
+    fn finish(&mut self, id: u32) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let (req_headers, resp_headers) = (f.req_headers.clone(), f.resp_headers.clone());
+        if let Some(st) = self.stream_data(id) {
+            st.logging = true;
+            st.request.headers = Some(req_headers);
+            st.response.headers = Some(resp_headers);
+            st.request.body = None;
+            st.response.body = None;
+        }
+        let _ = self
+            .call_stream::<i32, ()>(id, "proxy_on_log", id as i32)
+            .map_unit();
+        let _ = self.call_stream::<i32, i32>(id, "proxy_on_done", id as i32);
+        let _ = self
+            .call_stream::<i32, ()>(id, "proxy_on_delete", id as i32)
+            .map_unit();
+        if let Some(vm) = self.vm.as_mut() {
+            vm.store.data_mut().streams.remove(&id);
+        }
+        let Some(mut f) = self.flows.remove(&id) else {
+            return;
+        };
+        if !f.ex.reset {
+            let mut body = std::mem::take(&mut f.resp_out);
+            body.extend_from_slice(&f.resp_buffer);
+            f.ex.response = Some(Response::from_map(
+                f.resp_headers.clone(),
+                body,
+                f.resp_trailers.clone(),
+            ));
+        }
+        self.finished.push(f.ex);
+    }
+
+    fn http_calls(&self) -> Vec<HttpCall> {
+        self.vm
+            .as_ref()
+            .map(|vm| vm.store.data().http_calls.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn answer_http_call(&mut self, token: u32, response: Option<Response>) -> bool {
+        let Some(vm) = self.vm.as_mut() else {
+            return false;
+        };
+        let data = vm.store.data_mut();
+        if data.http_calls.remove(&token).is_none() {
+            return false;
+        }
+        let (n, len, nt) = match &response {
+            Some(r) => {
+                let map = r.header_map();
+                let n = map.len();
+                data.callout.headers = Some(map);
+                data.callout.body = Some(r.body.clone());
+                let nt = r.trailers.as_ref().map_or(0, Vec::len);
+                data.callout.trailers = Some(r.trailers.clone().unwrap_or_default());
+                (n, r.body.len(), nt)
+            }
+            None => {
+                data.status = (11, b"reset".to_vec());
+                (0, 0, 0)
+            }
+        };
+        let root = data.root_id;
+        self.call_root::<(i32, i32, i32, i32, i32), ()>(
+            "proxy_on_http_call_response",
+            (root as i32, token as i32, n as i32, len as i32, nt as i32),
+        );
+        if let Some(vm) = self.vm.as_mut() {
+            let data = vm.store.data_mut();
+            data.callout = Default::default();
+            data.status.1.clear();
+        }
+        self.pump();
+        true
+    }
+
+    fn deliver_grpc(&mut self, token: u32, event: GrpcEvent) -> bool {
+        let Some(vm) = self.vm.as_mut() else {
+            return false;
+        };
+        let data = vm.store.data_mut();
+        let Some(call) = data.grpc_calls.get(&token) else {
+            return false;
+        };
+        let unary = !call.streaming;
+        let root = data.root_id as i32;
+        let t = token as i32;
+        match event {
+            GrpcEvent::InitialMetadata(h) => {
+                let n = h.len() as i32;
+                data.callout.grpc_initial = Some(h);
+                self.call_root::<(i32, i32, i32), ()>(
+                    "proxy_on_grpc_receive_initial_metadata",
+                    (root, t, n),
+                );
+            }
+            GrpcEvent::Message(m) => {
+                let n = m.len() as i32;
+                data.callout.grpc_message = Some(m);
+                if unary {
+                    // A unary call ends with its answer; no close callback follows.
+                    data.grpc_calls.remove(&token);
+                }
+                self.call_root::<(i32, i32, i32), ()>("proxy_on_grpc_receive", (root, t, n));
+            }
+            GrpcEvent::TrailingMetadata(h) => {
+                let n = h.len() as i32;
+                data.callout.grpc_trailing = Some(h);
+                self.call_root::<(i32, i32, i32), ()>(
+                    "proxy_on_grpc_receive_trailing_metadata",
+                    (root, t, n),
+                );
+            }
+            GrpcEvent::Close { status, message } => {
+                data.grpc_calls.remove(&token);
+                data.status = (status, message.into_bytes());
+                self.call_root::<(i32, i32, i32), ()>(
+                    "proxy_on_grpc_close",
+                    (root, t, status as i32),
+                );
+            }
+        }
+        if let Some(vm) = self.vm.as_mut() {
+            let data = vm.store.data_mut();
+            data.callout = Default::default();
+            data.status.1.clear();
+        }
+        self.pump();
+        true
+    }
+
+    /// The earliest tick or callout deadline.
+    fn next_event(&self) -> Option<u64> {
+        let vm = self.vm.as_ref()?;
+        let data = vm.store.data();
+        let http = data.http_calls.values().map(|c| c.deadline);
+        let grpc = data.grpc_calls.values().filter_map(|c| c.deadline);
+        self.next_tick.into_iter().chain(http).chain(grpc).min()
+    }
+
+    fn fire_due(&mut self, now: u64) {
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.next_tick = None;
+            let root = self.root_id() as i32;
+            self.call_root::<i32, ()>("proxy_on_tick", root);
+            // Re-armed for the same period from now, unless the tick changed it.
+            if self.tick_period > 0 && self.next_tick.is_none() {
+                self.next_tick = Some(now + u64::from(self.tick_period) * 1_000_000);
+            }
+        }
+        let due: Vec<u32> = self
+            .http_calls()
+            .into_iter()
+            .filter(|c| c.deadline <= now)
+            .map(|c| c.token)
+            .collect();
+        for token in due {
+            // Envoy's async client answers a timed-out call itself.
+            let body = "upstream request timeout";
+            let resp = Response::new(504, body)
+                .with_header("content-length", &body.len().to_string())
+                .with_header("content-type", "text/plain");
+            self.answer_http_call(token, Some(resp));
+        }
+        let due: Vec<u32> = self
+            .vm
+            .as_ref()
+            .map(|vm| {
+                vm.store
+                    .data()
+                    .grpc_calls
+                    .values()
+                    .filter(|c| c.deadline.is_some_and(|d| d <= now))
+                    .map(|c| c.token)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for token in due {
+            self.deliver_grpc(
+                token,
+                GrpcEvent::Close {
+                    status: 4,
+                    message: "Request timeout".into(),
+                },
+            );
+        }
+    }
+
+    /// Delivers queue notifications, and moves streams the plugin resumed, answered or closed
+    /// from another context.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut progressed = false;
+            let ready = self.deploy.process.take_ready(self.index);
+            for (ctx, queue) in ready {
+                progressed = true;
+                self.call_root::<(i32, i32), ()>(
+                    "proxy_on_queue_ready",
+                    (ctx as i32, queue as i32),
+                );
+            }
+            let held: Vec<u32> = self
+                .flows
+                .iter()
+                .filter(|(_, f)| f.held)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in held {
+                if self.take_local_or_close(id) {
+                    progressed = true;
+                    self.run(id);
+                    continue;
+                }
+                let request = self.flows.get(&id).is_some_and(|f| {
+                    matches!(
+                        f.stage,
+                        Stage::ReqHeaders | Stage::ReqBody(_) | Stage::ReqTrailers
+                    )
+                });
+                let resumed = self.stream_data(id).is_some_and(|st| {
+                    if request {
+                        std::mem::take(&mut st.resume_request)
+                    } else {
+                        std::mem::take(&mut st.resume_response)
+                    }
+                });
+                let failed = self.failed && self.flows.get(&id).is_some_and(|f| !f.bypass);
+                if resumed || failed {
+                    progressed = true;
+                    if let Some(f) = self.flows.get_mut(&id) {
+                        f.held = false;
+                    }
+                    if failed {
+                        self.fail_stream_forced(id);
+                    } else {
+                        self.complete(id);
+                    }
+                    self.run(id);
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn shutdown(&mut self) -> bool {
+        let root = self.root_id() as i32;
+        match self.call_root::<i32, i32>("proxy_on_done", root) {
+            Some(0) => {
+                if let Some(vm) = self.vm.as_mut() {
+                    vm.store.data_mut().root_pending_done = true;
+                }
+                false
+            }
+            Some(_) => {
+                self.call_root::<i32, ()>("proxy_on_delete", root);
+                true
+            }
+            None => self.vm.is_none() || self.failed,
+        }
+    }
+
+    /// After a root context said it is done later: if it called `proxy_done`, delete it.
+    pub fn finish_shutdown(&mut self) -> bool {
+        let done = self.vm.as_ref().is_some_and(|vm| vm.store.data().root_done);
+        if done {
+            let root = self.root_id() as i32;
+            self.call_root::<i32, ()>("proxy_on_delete", root);
+        }
+        done
+    }
+}
+
+fn next_stage(f: &Flow, s: Stage) -> Stage {
+    let req_body = f.request.body.len();
+    let req_trailers = f.request.trailers.is_some();
+    let resp_body = usize::from(!f.response.body.is_empty());
+    let resp_trailers = f.response.trailers.is_some();
+    match s {
+        Stage::ReqHeaders if req_body > 0 => Stage::ReqBody(0),
+        Stage::ReqHeaders | Stage::ReqBody(_)
+            if req_trailers && !matches!(s, Stage::ReqBody(i) if i + 1 < req_body) =>
+        {
+            Stage::ReqTrailers
+        }
+        Stage::ReqBody(i) if i + 1 < req_body => Stage::ReqBody(i + 1),
+        Stage::ReqHeaders | Stage::ReqBody(_) | Stage::ReqTrailers => {
+            if f.replied {
+                Stage::RespHeaders
+            } else {
+                Stage::Upstream
+            }
+        }
+        Stage::Upstream => Stage::RespHeaders,
+        Stage::RespHeaders if resp_body > 0 => Stage::RespBody(0),
+        Stage::RespHeaders | Stage::RespBody(_) if resp_trailers => Stage::RespTrailers,
+        Stage::RespHeaders | Stage::RespBody(_) | Stage::RespTrailers | Stage::Log => Stage::Log,
+    }
+}
+
+/// A callback's return value as the driver reads it.
+struct CallValue(i32);
+
+impl From<i32> for CallValue {
+    fn from(v: i32) -> Self {
+        CallValue(v)
+    }
+}
+
+impl From<()> for CallValue {
+    fn from((): ()) -> Self {
+        CallValue(0)
+    }
+}
+
+impl Called {
+    fn map_unit(self) -> Called {
+        self
+    }
+}

@@ -1,0 +1,11 @@
+//! The wasmtime host, tested: the ABI against small WAT guests, the lifecycle, workers, traps
+//! and callouts, and the real Tollgate filter. One binary of modules.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod common;
+mod tollgate;
