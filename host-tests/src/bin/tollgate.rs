@@ -1,1 +1,141 @@
-fn main() {}
+//! `tollgate`: run policy cases locally, check policy files.
+//!
+//! ```text
+//! tollgate test [--wasm FILE] [CASES...]   run case files (default: policies/cases/) against
+//!                                          the compiled filter in the wasmtime host
+//! tollgate check POLICY...                 validate policy files: every error, with its line
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use host_tests::cases::{self, WasmTarget};
+use host_tests::yamlpos::Positions;
+use host_tests::Host;
+
+const USAGE: &str = "usage:
+  tollgate test [--wasm FILE] [CASES...]   run case files (default: policies/cases/) in the wasmtime host
+  tollgate check POLICY...                 validate policy files, printing every error with its line";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(args.get(1..).unwrap_or_default()),
+        Some("check") => check(args.get(1..).unwrap_or_default()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(true)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs case files; true if every case passed.
+fn test(args: &[String]) -> Result<bool> {
+    let mut wasm: Option<PathBuf> = None;
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--wasm" => wasm = Some(it.next().context("--wasm needs a file")?.into()),
+            s if s.starts_with('-') => bail!("unknown option {s}\n{USAGE}"),
+            s => inputs.push(s.into()),
+        }
+    }
+    if inputs.is_empty() {
+        inputs.push(harness::workspace_root().join("policies/cases"));
+    }
+    let mut files = Vec::new();
+    for i in inputs {
+        if i.is_dir() {
+            files.extend(cases::files_in(&i)?);
+        } else {
+            files.push(i);
+        }
+    }
+    let wasm = match wasm {
+        Some(w) => w,
+        None => harness::wasm::ensure_wasm()?,
+    };
+    let host = Host::load(&wasm)?;
+    let (mut total, mut failed) = (0, 0);
+    for f in &files {
+        let file = cases::load(f)?;
+        let mut target = WasmTarget::start(&host, &file.edge)?;
+        let results = cases::run(&file, &mut target);
+        let (text, n) = cases::report(&f.display().to_string(), &results);
+        print!("{text}");
+        total += results.len();
+        failed += n;
+    }
+    println!(
+        "\n{} cases, {} passed, {} failed ({})",
+        total,
+        total - failed,
+        failed,
+        wasm.display()
+    );
+    Ok(failed == 0)
+}
+
+/// Checks policy files; true if all are valid.
+fn check(args: &[String]) -> Result<bool> {
+    if args.is_empty() {
+        bail!("check needs at least one policy file\n{USAGE}");
+    }
+    let mut ok = true;
+    for a in args {
+        ok &= check_file(Path::new(a))?;
+    }
+    Ok(ok)
+}
+
+fn check_file(path: &Path) -> Result<bool> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let value: serde_json::Value = match serde_saphyr::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("{shown}: not valid YAML: {e}");
+            return Ok(false);
+        }
+    };
+    match tollgate_core::Policy::from_json(&value.to_string()) {
+        Ok(policy) => {
+            println!(
+                "{shown}: ok: policy {} for edge {}, {} routes, {} rules",
+                policy.version(),
+                policy.edge(),
+                policy.route_names().count(),
+                policy.rules().len()
+            );
+            Ok(true)
+        }
+        Err(errors) => {
+            let pos = Positions::parse(&text);
+            for e in &errors {
+                let line = pos.as_ref().map_or(1, |p| p.line(&e.path));
+                let at = if e.path.is_empty() {
+                    "(document)"
+                } else {
+                    &e.path
+                };
+                println!("{shown}:{line}: {at}: {}", e.message);
+            }
+            println!("{shown}: {} error(s)", errors.len());
+            Ok(false)
+        }
+    }
+}
