@@ -449,7 +449,19 @@ impl Plugin {
     /// each root context, then `proxy_on_delete` at once or after the plugin calls
     /// `proxy_done`. Returns whether every root context was deleted.
     pub fn shutdown(&mut self) -> bool {
-        self.workers.iter_mut().all(Worker::shutdown)
+        self.workers
+            .iter_mut()
+            .map(Worker::shutdown)
+            .fold(true, |a, b| a && b)
+    }
+
+    /// After [`Plugin::shutdown`] returned false: deletes the root contexts that have called
+    /// `proxy_done` since. Returns whether all are deleted.
+    pub fn finish_shutdown(&mut self) -> bool {
+        self.workers
+            .iter_mut()
+            .map(Worker::finish_shutdown)
+            .fold(true, |a, b| a && b)
     }
 }
 
@@ -1301,6 +1313,9 @@ impl Worker {
             }
             Some(_) => {
                 self.call_root::<i32, ()>("proxy_on_delete", root);
+                if let Some(vm) = self.vm.as_mut() {
+                    vm.store.data_mut().root_deleted = true;
+                }
                 true
             }
             None => self.vm.is_none() || self.failed,
@@ -1309,12 +1324,20 @@ impl Worker {
 
     /// After a root context said it is done later: if it called `proxy_done`, delete it.
     pub fn finish_shutdown(&mut self) -> bool {
-        let done = self.vm.as_ref().is_some_and(|vm| vm.store.data().root_done);
-        if done {
-            let root = self.root_id() as i32;
-            self.call_root::<i32, ()>("proxy_on_delete", root);
+        let Some(vm) = self.vm.as_mut() else {
+            return true;
+        };
+        let data = vm.store.data_mut();
+        if data.root_deleted {
+            return true;
         }
-        done
+        if !std::mem::take(&mut data.root_done) {
+            return false;
+        }
+        data.root_deleted = true;
+        let root = self.root_id() as i32;
+        self.call_root::<i32, ()>("proxy_on_delete", root);
+        true
     }
 }
 

@@ -200,6 +200,8 @@ pub struct VmState {
     pub(crate) status: (u32, Vec<u8>),
     /// The root context called `proxy_done`.
     pub(crate) root_done: bool,
+    /// `proxy_on_delete` ran for the root context.
+    pub(crate) root_deleted: bool,
     /// Known clusters; an `http_call` or gRPC call to another is refused.
     pub(crate) clusters: Arc<Vec<String>>,
     /// Counter for WASI `random_get`: deterministic, distinct bytes.
@@ -236,6 +238,7 @@ impl VmState {
             callout: CalloutData::default(),
             status: (0, Vec::new()),
             root_done: false,
+            root_deleted: false,
             clusters,
             random_state: 0x9e37_79b9_7f4a_7c15 ^ worker as u64,
             metric_ids: Vec::new(),

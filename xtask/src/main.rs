@@ -111,6 +111,8 @@ fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "tollgate-filter",
+        "--exclude",
+        "host-tests-probe",
         "--all-targets",
         "--",
         "-D",
@@ -125,14 +127,22 @@ fn test() -> Result<()> {
             "wasm32-wasip1",
             "-p",
             "tollgate-filter",
+            "-p",
+            "host-tests-probe",
             "--",
             "-D",
             "warnings",
         ]))?;
-    // The filter is a wasm32-wasip1 cdylib: the end-to-end tests build it for that target and
-    // run it in Envoy; it is not built natively.
-    let (passed, failed) =
-        run_tests(cargo().args(["test", "--workspace", "--exclude", "tollgate-filter"]))?;
+    // The filter and the host's probe are wasm32-wasip1 cdylibs: the tests build them for that
+    // target and run them in Envoy and in the wasmtime host; they are not built natively.
+    let (passed, failed) = run_tests(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "tollgate-filter",
+        "--exclude",
+        "host-tests-probe",
+    ]))?;
     // One closing line for the whole run (cargo's own last line is that of the last doc-test
     // binary, which may hold no test at all).
     println!("tollgate: {passed} passed, {failed} failed");

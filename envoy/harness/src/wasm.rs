@@ -13,7 +13,11 @@ use crate::workspace_root;
 
 /// Where the release `.wasm` lands.
 pub fn wasm_path() -> PathBuf {
-    workspace_root().join("target/wasm/wasm32-wasip1/release/tollgate_filter.wasm")
+    release_path("tollgate_filter")
+}
+
+fn release_path(lib: &str) -> PathBuf {
+    workspace_root().join(format!("target/wasm/wasm32-wasip1/release/{lib}.wasm"))
 }
 
 /// Builds the filter (cargo does nothing when it is up to date) once per process, and returns
@@ -21,12 +25,21 @@ pub fn wasm_path() -> PathBuf {
 pub fn ensure_wasm() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| build("tollgate-filter", "tollgate_filter").map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn build() -> Result<PathBuf> {
+/// Builds `host-tests/probe`, the guest that tests the wasmtime host's ABI, once per process.
+pub fn ensure_probe() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("host-tests-probe", "host_tests_probe").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build(package: &str, lib: &str) -> Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -39,14 +52,14 @@ fn build() -> Result<PathBuf> {
             "--target",
             "wasm32-wasip1",
             "-p",
-            "tollgate-filter",
+            package,
         ])
         .status()
-        .context("running cargo to build the filter")?;
+        .with_context(|| format!("running cargo to build {package}"))?;
     if !status.success() {
-        bail!("building the filter for wasm32-wasip1 failed ({status}); is the target installed? run `cargo xtask setup`");
+        bail!("building {package} for wasm32-wasip1 failed ({status}); is the target installed? run `cargo xtask setup`");
     }
-    let path = wasm_path();
+    let path = release_path(lib);
     if !path.exists() {
         bail!("cargo built the filter but {} is missing", path.display());
     }

@@ -60,10 +60,11 @@ fn register_queue(mut c: Cx<'_>, np: i32, nl: i32, ret_id: i32) -> HostResult {
         Ok(n) => n,
         Err(s) => return status(s),
     };
+    // A stream context registers on behalf of its root context, which gets the notifications.
     let s = c.data();
     let id = s
         .process
-        .register_queue(&s.spec.vm_id, &name, (s.worker, s.effective));
+        .register_queue(&s.spec.vm_id, &name, (s.worker, s.root_id));
     super::done(write_u32(&mut c, ret_id, id))
 }
 
@@ -72,7 +73,14 @@ fn resolve_queue(mut c: Cx<'_>, vp: i32, vl: i32, np: i32, nl: i32, ret_id: i32)
         Ok(vn) => vn,
         Err(s) => return status(s),
     };
-    match c.data().process.resolve_queue(&vm_id, &name) {
+    // An empty vm_id means this VM's own.
+    let s = c.data();
+    let vm_id = if vm_id.is_empty() {
+        s.spec.vm_id.clone()
+    } else {
+        vm_id
+    };
+    match s.process.resolve_queue(&vm_id, &name) {
         Some(id) => super::done(write_u32(&mut c, ret_id, id)),
         None => status(Status::NotFound),
     }

@@ -7,6 +7,10 @@
     clippy::indexing_slicing
 )]
 
+mod abi;
+mod callouts;
 mod common;
 mod conformance;
+mod failures;
 mod tollgate;
+mod workers;
