@@ -272,7 +272,7 @@ impl WasmTarget {
                 .push((b"x-tollgate-edge".to_vec(), tag.as_bytes().to_vec()));
             echo(&f)
         });
-        let plugin = Plugin::start(host, PluginOptions::new(spec).upstream(upstream))
+        let plugin = Plugin::start(host, PluginOptions::new(spec).upstream(upstream).edge())
             .map_err(|r| anyhow::anyhow!("{r}"))?;
         Ok(WasmTarget {
             plugin,

@@ -50,6 +50,9 @@ pub struct PluginOptions {
     pub upstream: Upstream,
     /// Add an `x-request-id` to requests without one, as the edges' `generate_request_id` does.
     pub generate_request_id: bool,
+    /// Replace the client's `x-request-id` with a fresh one, as Envoy does for external clients
+    /// (the edges set `use_remote_address`, and do not preserve external request ids).
+    pub replace_request_id: bool,
 }
 
 impl std::fmt::Debug for PluginOptions {
@@ -75,7 +78,14 @@ impl PluginOptions {
             clusters: vec!["backend".into()],
             upstream: echo_upstream(),
             generate_request_id: true,
+            replace_request_id: false,
         }
+    }
+
+    /// As the shipped edges see clients: external, their request ids replaced.
+    pub fn edge(mut self) -> Self {
+        self.replace_request_id = true;
+        self
     }
 
     /// With this many workers.
@@ -126,6 +136,7 @@ struct Deploy {
     clusters: Arc<Vec<String>>,
     upstream: Upstream,
     generate_request_id: bool,
+    replace_request_id: bool,
 }
 
 /// An event on a gRPC call or stream, delivered by the test.
@@ -264,6 +275,7 @@ impl Plugin {
             clusters: Arc::new(options.clusters),
             upstream: options.upstream,
             generate_request_id: options.generate_request_id,
+            replace_request_id: options.replace_request_id,
         });
         let mut workers = Vec::new();
         for index in 0..options.workers.max(1) {
@@ -509,7 +521,12 @@ impl Worker {
                 ..Exchange::default()
             },
         };
-        if self.deploy.generate_request_id
+        if self.deploy.replace_request_id {
+            flow.request
+                .headers
+                .retain(|(k, _)| k.as_slice() != b"x-request-id");
+        }
+        if (self.deploy.generate_request_id || self.deploy.replace_request_id)
             && !flow
                 .request
                 .headers

@@ -477,8 +477,10 @@ pub extern "C" fn proxy_on_request_headers(id: u32, n: u32, eos: u32) -> u32 {
 }
 
 /// Answers 200 with the report; the callback returns Continue, which the local response
-/// overrides.
+/// overrides. The request is marked as the edges expect of their plugin's own answers, so
+/// their `local_reply_config` leaves the body alone.
 fn report(out: &str) -> u32 {
+    add_header(0, "x-tollgate-refused", "1");
     local(200, "probe_report", out, &[("content-type", "text/plain")]);
     0
 }
@@ -726,7 +728,8 @@ fn queue(out: &mut String) {
     let (mut id, mut again, mut resolved) = (0, 0, 0);
     let r = unsafe { abi::proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) };
     unsafe { abi::proxy_register_shared_queue(name.as_ptr(), name.len(), &mut again) };
-    let vm = "tollgate";
+    // An empty vm_id means the VM's own.
+    let vm = "";
     let rs = unsafe {
         abi::proxy_resolve_shared_queue(
             vm.as_ptr(),

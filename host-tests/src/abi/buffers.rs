@@ -77,14 +77,12 @@ fn get_buffer_bytes(
         Ok(b) => b,
         Err(s) => return status(s),
     };
-    // Sizes are 32-bit in the guest; a start + size that overflows is refused.
-    let (start, max) = (start as u32, max as u32);
-    if start.checked_add(max).is_none() {
-        return status(Status::BadArgument);
-    }
-    let (start, max) = (start as usize, max as usize);
-    let from = start.min(b.len());
-    let end = b.len().min(from + max);
+    // Envoy adds start and size in 64 bits, so 32-bit guest values never overflow; the range
+    // is clamped to the buffer (checked against Envoy by the probe conformance test).
+    let (start, max) = (u64::from(start as u32), u64::from(max as u32));
+    let len = b.len() as u64;
+    let from = start.min(len) as usize;
+    let end = (start + max).min(len) as usize;
     let slice = b.get(from..end).unwrap_or_default();
     Ok(give(&mut c, slice, ret_ptr, ret_len)? as i32)
 }

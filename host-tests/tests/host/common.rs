@@ -17,7 +17,11 @@ pub fn tollgate() -> Host {
 /// Tollgate with an edge's embedded policy, on `workers` workers.
 pub fn edge(edge: &str, workers: usize) -> Plugin {
     let spec = PluginSpec::new(format!(r#"{{"embedded": "{edge}"}}"#));
-    Plugin::start(&tollgate(), PluginOptions::new(spec).workers(workers)).expect("starting")
+    Plugin::start(
+        &tollgate(),
+        PluginOptions::new(spec).workers(workers).edge(),
+    )
+    .expect("starting")
 }
 
 /// The probe guest (`host-tests/probe`), built by cargo if stale, loaded once.

@@ -27,7 +27,8 @@ fn fail_reload_answers_503_then_starts_a_fresh_vm_that_keeps_shared_data() {
     assert!(p.failed(0));
     assert_eq!(p.traps().len(), 1);
 
-    // Within the backoff the failed VM stays, and requests fail closed (no new trap).
+    // The backoff counts from the VM's last load (here: the start, on a clock that has not
+    // moved), so the failed VM stays and requests fail closed (no new trap).
     let ex = p.send(scenario("forward"));
     assert_eq!(ex.status(), Some(503));
     assert!(ex.trap.is_none());

@@ -12,5 +12,6 @@ mod callouts;
 mod common;
 mod conformance;
 mod failures;
+mod probe_in_envoy;
 mod tollgate;
 mod workers;
