@@ -34,8 +34,7 @@ impl Host {
         Host::from_bytes(&bytes)
     }
 
-    /// Compiles a module (binary, or text when the bytes are WAT and wasmtime can parse it) and
-    /// refuses it, with Envoy's wording, if it imports anything Envoy does not provide, has no
+    /// Compiles a binary module and refuses it, with Envoy's wording, if it imports anything Envoy does not provide, has no
     /// proxy-wasm ABI version or no allocator.
     pub fn from_bytes(bytes: &[u8]) -> Result<Host> {
         let mut config = Config::new();

@@ -464,7 +464,9 @@ impl Plugin {
         self.workers
             .iter_mut()
             .map(Worker::shutdown)
-            .fold(true, |a, b| a && b)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .all(|done| done)
     }
 
     /// After [`Plugin::shutdown`] returned false: deletes the root contexts that have called
@@ -473,7 +475,9 @@ impl Plugin {
         self.workers
             .iter_mut()
             .map(Worker::finish_shutdown)
-            .fold(true, |a, b| a && b)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .all(|done| done)
     }
 }
 
@@ -935,12 +939,11 @@ impl Worker {
             return Step::Redirected;
         }
         let resumed = self.stream_data(id).is_some_and(|st| {
-            let r = if request {
+            if request {
                 std::mem::take(&mut st.resume_request)
             } else {
                 std::mem::take(&mut st.resume_response)
-            };
-            r
+            }
         });
         if action == 0 || resumed {
             Step::Next

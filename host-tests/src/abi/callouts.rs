@@ -6,7 +6,7 @@ use wasmtime::Linker;
 use wasmtime::Result;
 
 use super::{decode_pairs, give, read, status, write_u32, Cx, HostResult, Status};
-use crate::state::{GrpcCall, HttpCall, TokenKind, VmState};
+use crate::state::{GrpcCall, Headers, HttpCall, TokenKind, VmState};
 
 pub(super) fn add(l: &mut Linker<VmState>) -> Result<()> {
     l.func_wrap("env", "proxy_http_call", http_call)?;
@@ -55,7 +55,7 @@ fn text(c: &mut Cx<'_>, ptr: i32, len: i32) -> Result<String, Status> {
     Ok(String::from_utf8_lossy(&read(c, ptr, len)?).into_owned())
 }
 
-fn pairs(c: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+fn pairs(c: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Headers, Status> {
     decode_pairs(&read(c, ptr, len)?).ok_or(Status::BadArgument)
 }
 
@@ -86,7 +86,7 @@ fn http_call(
         Err(s) => return status(s),
     };
     let s = c.data_mut();
-    if timeout_ms < 0 || !s.clusters.iter().any(|k| *k == upstream) {
+    if timeout_ms < 0 || !s.clusters.contains(&upstream) {
         return status(Status::BadArgument);
     }
     let has = |name: &[u8]| headers.iter().any(|(k, _)| k.as_slice() == name);
@@ -186,7 +186,7 @@ fn open_grpc(
     };
     let s = c.data_mut();
     // An unknown cluster is a parse failure for gRPC (the name is first read as a GrpcService).
-    if !s.clusters.iter().any(|k| *k == upstream) {
+    if !s.clusters.contains(&upstream) {
         return status(Status::ParseFailure);
     }
     let streaming = message.is_none();

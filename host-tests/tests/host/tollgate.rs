@@ -69,10 +69,10 @@ fn hostile_requests_never_trap_the_filter_and_always_get_an_answer() {
             let len = (rng.next() % 300) as usize;
             r = r.header(name, rng.bytes(len));
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             r = r.header("x-forwarded-for", "192.0.2.10");
         }
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             let len = (rng.next() % 2000) as usize;
             r = r.body(rng.bytes(len));
         }
