@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::limits::{Ban, FailureMode, KeyPart, RateLimit, WAYS};
 use crate::structpb::decode_struct;
 use crate::{
     cidr::Cidr, method_bit, HeaderRequirement, HostPattern, IpList, Mode, PathTemplate, Policy,
@@ -19,6 +20,51 @@ pub type Embedded<'a> = &'a [(&'a str, &'a str)];
 
 /// Most hops of trusted proxies a policy may declare.
 const MAX_TRUSTED_HOPS: u64 = 10;
+
+/// Slots per rate limit or ban unless the policy says otherwise.
+const DEFAULT_MAX_KEYS: u32 = 10_000;
+/// Most slots a rate limit or ban may have (each is one shared-data entry of about 50 bytes).
+const MAX_MAX_KEYS: u32 = 1_000_000;
+/// Largest burst (and cost).
+const MAX_BURST: u64 = 1_000_000;
+
+/// `"N/unit"` with unit `s`, `min`, `h` or `d` (also `second`, `minute`, `hour`, `day`), as
+/// (requests, period in seconds). The interval `period / requests` must be at least 1 µs.
+fn parse_rate(s: &str) -> Result<(u64, u64), String> {
+    let bad =
+        || format!("{s:?} is not a rate; write e.g. \"10/s\", \"600/min\", \"1000/h\", \"5000/d\"");
+    let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    let period = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 || n > period * 1_000_000 {
+        return Err(format!(
+            "{s:?}: the rate must be at least 1 and at most 1,000,000 per second"
+        ));
+    }
+    Ok((n, period))
+}
+
+/// `"30s"`, `"5m"`, `"2h"`, `"1d"` in seconds.
+fn parse_duration_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
 
 /// Turns the plugin configuration Envoy hands over into a policy. The configuration is either a
 /// policy document or `{"embedded": "NAME"}`, which selects a policy compiled into the plugin.
@@ -293,6 +339,8 @@ impl Cx {
                 "routing",
                 "ip_lists",
                 "routes",
+                "rate_limits",
+                "bans",
             ],
         )?;
 
@@ -395,6 +443,29 @@ impl Cx {
             }
         }
 
+        let mut rate_limits = Vec::new();
+        if let Some(v) = top.get("rate_limits") {
+            if let Some(list) = self.array(v, "rate_limits") {
+                self.unique_names(list, "rate_limits", "rate limit");
+                for (i, l) in list.iter().enumerate() {
+                    if let Some(rl) = self.rate_limit(l, &index("rate_limits", i), &route_index) {
+                        rate_limits.push(rl);
+                    }
+                }
+            }
+        }
+        let mut bans = Vec::new();
+        if let Some(v) = top.get("bans") {
+            if let Some(list) = self.array(v, "bans") {
+                self.unique_names(list, "bans", "ban");
+                for (i, l) in list.iter().enumerate() {
+                    if let Some(b) = self.ban(l, &index("bans", i), &route_index) {
+                        bans.push(b);
+                    }
+                }
+            }
+        }
+
         Some(Policy {
             version: version?,
             edge: edge?,
@@ -405,8 +476,340 @@ impl Cx {
             trusted_proxies,
             ip_lists,
             routes,
+            rate_limits,
+            bans,
             rules: std::mem::take(&mut self.rules),
         })
+    }
+
+    fn key_parts(&mut self, v: &Value, path: &str) -> Vec<KeyPart> {
+        let mut out = Vec::new();
+        let Some(list) = self.array(v, path) else {
+            return out;
+        };
+        if list.is_empty() {
+            self.err(path, "a key needs at least one part");
+        }
+        for (i, item) in list.iter().enumerate() {
+            let p = index(path, i);
+            let part = match item {
+                Value::String(s) if s == "client_ip" => Some(KeyPart::ClientIp),
+                Value::String(s) if s == "peer_identity" => Some(KeyPart::PeerIdentity),
+                Value::Object(_) if item.get("header").is_some() && item.get("claim").is_none() => {
+                    let _ = self.object(item, &p, &["header"]);
+                    item.get("header")
+                        .and_then(|h| self.header_name(h, &join(&p, "header")))
+                        .map(KeyPart::Header)
+                }
+                Value::Object(_) if item.get("claim").is_some() => {
+                    let m = self.object(item, &p, &["claim", "header"]);
+                    let claim = item.get("claim").and_then(|c| {
+                        let cp = join(&p, "claim");
+                        let s = self.string(c, &cp)?;
+                        if s.is_empty() || s.len() > 64 {
+                            self.err(&cp, "expected a claim name of 1 to 64 characters");
+                            return None;
+                        }
+                        Some(s.to_string())
+                    });
+                    let header = match m.and_then(|m| m.get("header")) {
+                        Some(h) => self.header_name(h, &join(&p, "header")),
+                        None => Some("x-jwt-payload".to_string()),
+                    };
+                    match (claim, header) {
+                        (Some(claim), Some(header)) => Some(KeyPart::Claim { header, claim }),
+                        _ => None,
+                    }
+                }
+                _ => {
+                    self.err(
+                        &p,
+                        "expected \"client_ip\", \"peer_identity\", {\"header\": NAME} or {\"claim\": NAME, \"header\": NAME}",
+                    );
+                    None
+                }
+            };
+            if let Some(part) = part {
+                if out.contains(&part) {
+                    self.err(&p, "this key part is listed twice");
+                } else {
+                    out.push(part);
+                }
+            }
+        }
+        out
+    }
+
+    fn failure_mode(&mut self, m: &Map<String, Value>, path: &str) -> FailureMode {
+        let Some(v) = m.get("on_failure") else {
+            return FailureMode::Open;
+        };
+        let p = join(path, "on_failure");
+        match self.string(v, &p) {
+            Some("open") => FailureMode::Open,
+            Some("closed") => FailureMode::Closed,
+            Some(other) => {
+                self.err(
+                    &p,
+                    format!("unknown failure mode {other:?}; expected \"open\" or \"closed\""),
+                );
+                FailureMode::Open
+            }
+            None => FailureMode::Open,
+        }
+    }
+
+    fn max_keys(&mut self, m: &Map<String, Value>, path: &str) -> u32 {
+        match m.get("max_keys") {
+            None => DEFAULT_MAX_KEYS,
+            Some(v) => {
+                let p = join(path, "max_keys");
+                match self.uint(v, &p, u64::from(MAX_MAX_KEYS)) {
+                    Some(n) if n >= WAYS as u64 => n as u32,
+                    Some(_) => {
+                        self.err(&p, format!("max_keys must be at least {WAYS}"));
+                        DEFAULT_MAX_KEYS
+                    }
+                    None => DEFAULT_MAX_KEYS,
+                }
+            }
+        }
+    }
+
+    fn rate_limit(
+        &mut self,
+        v: &Value,
+        path: &str,
+        route_index: &HashMap<String, usize>,
+    ) -> Option<RateLimit> {
+        let m = self.object(
+            v,
+            path,
+            &[
+                "name",
+                "key",
+                "rate",
+                "burst",
+                "cost",
+                "routes",
+                "max_keys",
+                "on_failure",
+                "mode",
+            ],
+        )?;
+        let name = self
+            .required(m, path, "name")
+            .and_then(|n| self.name(n, &join(path, "name")));
+        let key = match self.required(m, path, "key") {
+            Some(k) => self.key_parts(k, &join(path, "key")),
+            None => Vec::new(),
+        };
+        let rate = self.required(m, path, "rate").and_then(|r| {
+            let p = join(path, "rate");
+            let s = self.string(r, &p)?;
+            parse_rate(s).map_err(|e| self.err(&p, e)).ok()
+        });
+        let burst = self
+            .required(m, path, "burst")
+            .and_then(|b| self.uint(b, &join(path, "burst"), MAX_BURST));
+        if burst == Some(0) {
+            self.err(&join(path, "burst"), "burst must be at least 1");
+        }
+        let cost = match m.get("cost") {
+            Some(c) => self.uint(c, &join(path, "cost"), MAX_BURST).unwrap_or(1),
+            None => 1,
+        };
+        let routes = m
+            .get("routes")
+            .map(|r| self.weighted_routes(r, &join(path, "routes"), route_index, cost));
+        let route_costs = routes.iter().flatten().flatten().map(|(_, c)| *c);
+        for (i, c) in std::iter::once(cost).chain(route_costs).enumerate() {
+            if c == 0 || burst.is_some_and(|b| c > b) {
+                let p = if i == 0 {
+                    join(path, "cost")
+                } else {
+                    join(path, "routes")
+                };
+                self.err(
+                    &p,
+                    "a request's cost must be from 1 to the burst, or it could never be admitted",
+                );
+                break;
+            }
+        }
+        let max_keys = self.max_keys(m, path);
+        let on_failure = self.failure_mode(m, path);
+        let mode = self.mode(m, path);
+        let name = name?;
+        let (requests, period_secs) = rate?;
+        let rule = self.rule(format!("rate_limit.{name}"), mode);
+        Some(RateLimit {
+            name,
+            rule,
+            mode,
+            key,
+            requests,
+            period_secs,
+            interval: (period_secs * 1_000_000_000 / requests).max(1),
+            burst: burst.filter(|b| *b > 0)?,
+            routes: match routes {
+                Some(r) => Some(r?),
+                None => None,
+            },
+            cost,
+            max_keys,
+            on_failure,
+        })
+    }
+
+    /// A list of route names, or `{route: NAME, cost: N}`; `None` if a name is unknown.
+    fn weighted_routes(
+        &mut self,
+        v: &Value,
+        path: &str,
+        route_index: &HashMap<String, usize>,
+        cost: u64,
+    ) -> Option<Vec<(usize, u64)>> {
+        let list = self.array(v, path)?;
+        if list.is_empty() {
+            self.err(path, "routes, when given, must name at least one route");
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in list.iter().enumerate() {
+            let p = index(path, i);
+            let (name, c) = match item {
+                Value::Object(_) => {
+                    let Some(m) = self.object(item, &p, &["route", "cost"]) else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = self
+                        .required(m, &p, "route")
+                        .and_then(|n| self.string(n, &join(&p, "route")));
+                    let c = match m.get("cost") {
+                        Some(c) => self.uint(c, &join(&p, "cost"), MAX_BURST),
+                        None => Some(cost),
+                    };
+                    (name, c)
+                }
+                _ => (self.string(item, &p), Some(cost)),
+            };
+            match (name.map(|n| (n, route_index.get(n))), c) {
+                (Some((_, Some(idx))), Some(c)) => out.push((*idx, c)),
+                (Some((n, None)), _) => {
+                    self.err(&p, format!("no route named {n:?}"));
+                    ok = false;
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn route_names_list(
+        &mut self,
+        v: &Value,
+        path: &str,
+        route_index: &HashMap<String, usize>,
+    ) -> Option<Vec<usize>> {
+        self.weighted_routes(v, path, route_index, 1)
+            .map(|l| l.into_iter().map(|(i, _)| i).collect())
+    }
+
+    fn ban(&mut self, v: &Value, path: &str, route_index: &HashMap<String, usize>) -> Option<Ban> {
+        let m = self.object(
+            v,
+            path,
+            &[
+                "name",
+                "key",
+                "routes",
+                "statuses",
+                "threshold",
+                "window",
+                "duration",
+                "max_keys",
+                "on_failure",
+                "mode",
+            ],
+        )?;
+        let name = self
+            .required(m, path, "name")
+            .and_then(|n| self.name(n, &join(path, "name")));
+        let key = match self.required(m, path, "key") {
+            Some(k) => self.key_parts(k, &join(path, "key")),
+            None => Vec::new(),
+        };
+        let routes = match m.get("routes") {
+            Some(r) => Some(self.route_names_list(r, &join(path, "routes"), route_index)),
+            None => None,
+        };
+        let mut statuses = Vec::new();
+        if let Some(list) = self
+            .required(m, path, "statuses")
+            .and_then(|s| self.array(s, &join(path, "statuses")))
+        {
+            if list.is_empty() {
+                self.err(&join(path, "statuses"), "name at least one status");
+            }
+            for (i, s) in list.iter().enumerate() {
+                let p = index(&join(path, "statuses"), i);
+                match self.uint(s, &p, 599) {
+                    Some(code) if code >= 100 => statuses.push(code as u16),
+                    Some(_) => self.err(&p, "expected an HTTP status from 100 to 599"),
+                    None => {}
+                }
+            }
+        }
+        let threshold = self
+            .required(m, path, "threshold")
+            .and_then(|t| self.uint(t, &join(path, "threshold"), 1_000_000));
+        if threshold == Some(0) {
+            self.err(&join(path, "threshold"), "threshold must be at least 1");
+        }
+        let window = self
+            .required(m, path, "window")
+            .and_then(|w| self.duration(w, &join(path, "window")));
+        let duration = self
+            .required(m, path, "duration")
+            .and_then(|d| self.duration(d, &join(path, "duration")));
+        let max_keys = self.max_keys(m, path);
+        let on_failure = self.failure_mode(m, path);
+        let mode = self.mode(m, path);
+        let name = name?;
+        let rule = self.rule(format!("ban.{name}"), mode);
+        Some(Ban {
+            name,
+            rule,
+            mode,
+            key,
+            routes: match routes {
+                Some(r) => Some(r?),
+                None => None,
+            },
+            statuses,
+            threshold: threshold.filter(|t| *t > 0)? as u32,
+            window: window?,
+            duration: duration?,
+            max_keys,
+            on_failure,
+        })
+    }
+
+    /// A duration as `"30s"`, `"5m"`, `"1h"`, `"1d"`, in nanoseconds; 1 s to 30 days.
+    fn duration(&mut self, v: &Value, path: &str) -> Option<u64> {
+        let s = self.string(v, path)?;
+        match parse_duration_secs(s) {
+            Some(secs) if (1..=30 * 86_400).contains(&secs) => Some(secs * 1_000_000_000),
+            _ => {
+                self.err(
+                    path,
+                    format!("{s:?} is not a duration from 1s to 30d (write e.g. \"30s\", \"5m\", \"1h\")"),
+                );
+                None
+            }
+        }
     }
 
     fn route(&mut self, v: &Value, path: &str) -> Option<Route> {
@@ -419,12 +822,24 @@ impl Cx {
                 "path",
                 "methods",
                 "required_headers",
+                "rate_limit_headers",
                 "mode",
             ],
         )?;
         let name = self
             .required(m, path, "name")
             .and_then(|n| self.name(n, &join(path, "name")));
+        let rate_limit_headers = match m.get("rate_limit_headers") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.err(
+                    &join(path, "rate_limit_headers"),
+                    format!("expected true or false, found {}", kind(other)),
+                );
+                true
+            }
+        };
 
         let mut hosts = Vec::new();
         if let Some(h) = m.get("hosts") {
@@ -510,6 +925,7 @@ impl Cx {
             methods,
             required,
             headers_rule,
+            rate_limit_headers,
         })
     }
 

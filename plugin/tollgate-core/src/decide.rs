@@ -31,6 +31,18 @@ pub enum BlockKind {
         /// The header, or the alternatives of which one is needed.
         any_of: Vec<String>,
     },
+    /// A rate limit refused the request.
+    RateLimited {
+        /// Seconds until it would be admitted (`Retry-After`).
+        retry_after: u64,
+    },
+    /// The client's key is banned (too many failed attempts).
+    Banned {
+        /// Seconds until the ban ends (`Retry-After`).
+        retry_after: u64,
+    },
+    /// A limit's state could not be read or written and the limit fails closed.
+    LimitUnavailable,
 }
 
 /// A rule's refusal.
@@ -50,6 +62,19 @@ impl Block {
             BlockKind::ClientDenied | BlockKind::ClientNotAllowed => 403,
             BlockKind::RouteNotFound => 404,
             BlockKind::MethodNotAllowed { .. } => 405,
+            BlockKind::RateLimited { .. } | BlockKind::Banned { .. } => 429,
+            BlockKind::LimitUnavailable => 503,
+        }
+    }
+
+    /// Seconds for `Retry-After`, when the refusal has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self.kind {
+            BlockKind::RateLimited { retry_after } | BlockKind::Banned { retry_after } => {
+                Some(retry_after)
+            }
+            BlockKind::LimitUnavailable => Some(1),
+            _ => None,
         }
     }
 
@@ -61,6 +86,9 @@ impl Block {
             BlockKind::RouteNotFound => "route-not-found",
             BlockKind::MethodNotAllowed { .. } => "method-not-allowed",
             BlockKind::MissingHeader { .. } => "missing-header",
+            BlockKind::RateLimited { .. } => "rate-limited",
+            BlockKind::Banned { .. } => "banned",
+            BlockKind::LimitUnavailable => "rate-limit-unavailable",
         }
     }
 
@@ -72,6 +100,9 @@ impl Block {
             BlockKind::RouteNotFound => "Not found",
             BlockKind::MethodNotAllowed { .. } => "Method not allowed",
             BlockKind::MissingHeader { .. } => "Required header missing",
+            BlockKind::RateLimited { .. } => "Too many requests",
+            BlockKind::Banned { .. } => "Too many failed attempts",
+            BlockKind::LimitUnavailable => "Rate limiting unavailable",
         }
     }
 
@@ -95,6 +126,15 @@ impl Block {
                     many.join(", ")
                 ),
             },
+            BlockKind::RateLimited { retry_after } => format!(
+                "This client has used up its allowance for these requests; retry after {retry_after} seconds (see Retry-After and RateLimit)."
+            ),
+            BlockKind::Banned { retry_after } => format!(
+                "Too many failed attempts from this client; it is blocked for {retry_after} more seconds."
+            ),
+            BlockKind::LimitUnavailable => {
+                "The rate limit could not be checked; retry shortly.".into()
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ mod cidr;
 mod compile;
 mod decide;
 mod error;
+pub mod limits;
 mod problem;
 mod request;
 mod strict;
@@ -67,6 +68,8 @@ pub struct Policy {
     pub(crate) trusted_proxies: Vec<Cidr>,
     pub(crate) ip_lists: Vec<IpList>,
     pub(crate) routes: Vec<Route>,
+    pub(crate) rate_limits: Vec<limits::RateLimit>,
+    pub(crate) bans: Vec<limits::Ban>,
     pub(crate) rules: Vec<Rule>,
 }
 
@@ -107,7 +110,48 @@ impl Policy {
     /// proxies in front, or trusted proxies to check the peer against. (The host is asked for it
     /// only then: every host call costs a crossing into the VM's host.)
     pub fn needs_source_address(&self) -> bool {
-        (self.trusted_hops == 0 && !self.ip_lists.is_empty()) || !self.trusted_proxies.is_empty()
+        let keyed_on_client = self
+            .rate_limits
+            .iter()
+            .map(|l| &l.key)
+            .chain(self.bans.iter().map(|b| &b.key))
+            .any(|k| k.contains(&limits::KeyPart::ClientIp));
+        (self.trusted_hops == 0 && (!self.ip_lists.is_empty() || keyed_on_client))
+            || !self.trusted_proxies.is_empty()
+    }
+
+    /// True when a limit or ban is keyed on the mTLS peer identity (the filter then reads
+    /// `connection.uri_san_peer_certificate`).
+    pub fn needs_peer_identity(&self) -> bool {
+        self.rate_limits
+            .iter()
+            .map(|l| &l.key)
+            .chain(self.bans.iter().map(|b| &b.key))
+            .any(|k| k.contains(&limits::KeyPart::PeerIdentity))
+    }
+
+    /// The rate limits, in policy order.
+    pub fn rate_limits(&self) -> &[limits::RateLimit] {
+        &self.rate_limits
+    }
+
+    /// The bans, in policy order.
+    pub fn bans(&self) -> &[limits::Ban] {
+        &self.bans
+    }
+
+    /// Whether the route shows `RateLimit` headers on allowed responses.
+    pub fn rate_limit_headers_on(&self, route: Option<usize>) -> bool {
+        route
+            .and_then(|r| self.routes.get(r))
+            .is_none_or(|r| r.rate_limit_headers)
+    }
+
+    /// The client address as the policy's `client_ip` settings determine it.
+    pub fn client_of(&self, req: &Request<'_>) -> Option<IpAddr> {
+        request::client_address(req, self.trusted_hops, &self.trusted_proxies)
+            .ok()
+            .flatten()
     }
 }
 
@@ -142,6 +186,7 @@ pub(crate) struct Route {
     pub(crate) methods: u16,
     pub(crate) required: Vec<HeaderRequirement>,
     pub(crate) headers_rule: Option<RuleId>,
+    pub(crate) rate_limit_headers: bool,
 }
 
 /// One required header, or a set of which at least one must be present.

@@ -75,6 +75,11 @@ impl<'a> Request<'a> {
             .any(|(k, v)| k.eq_ignore_ascii_case(name) && !v.iter().all(u8::is_ascii_whitespace))
     }
 
+    /// The first value of a header, as bytes.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        first(self.headers, name)
+    }
+
     /// The value of the `x-request-id` header, if any.
     pub fn request_id(&self) -> Option<&'a [u8]> {
         first(self.headers, "x-request-id")
