@@ -11,6 +11,7 @@
 //!       path: /internal/admin
 //!       headers: {x-forwarded-for: 192.0.2.10}
 //!       body: '{"a": 1}'            # optional, sent as is
+//!       repeat: 6                   # optional: send it 6 times, check the last answer
 //!     expect:
 //!       status: 404
 //!       upstream: false             # whether the backend saw the request
@@ -71,6 +72,10 @@ pub struct CaseRequest {
     /// Body, sent as is.
     #[serde(default)]
     pub body: Option<String>,
+    /// Send it this many times in a row (default 1); the expectations apply to the last answer,
+    /// and metric increments to all of them.
+    #[serde(default)]
+    pub repeat: Option<u32>,
 }
 
 fn get() -> String {
@@ -230,7 +235,7 @@ pub struct CaseResult {
 pub fn run(file: &CaseFile, target: &mut dyn Target) -> Vec<CaseResult> {
     file.cases
         .iter()
-        .map(|case| match target.send(&case.request) {
+        .map(|case| match send_repeated(target, &case.request) {
             Ok(seen) => CaseResult {
                 name: case.name.clone(),
                 problems: differences(&case.expect, &seen),
@@ -243,6 +248,20 @@ pub fn run(file: &CaseFile, target: &mut dyn Target) -> Vec<CaseResult> {
             },
         })
         .collect()
+}
+
+/// Sends a case's request `repeat` times: the last answer, with the metric increments of all.
+fn send_repeated(target: &mut dyn Target, req: &CaseRequest) -> Result<Observed> {
+    let mut last = target.send(req)?;
+    for _ in 1..req.repeat.unwrap_or(1).max(1) {
+        let next = target.send(req)?;
+        let mut metrics = last.metrics;
+        for (k, v) in &next.metrics {
+            *metrics.entry(k.clone()).or_insert(0) += v;
+        }
+        last = Observed { metrics, ..next };
+    }
+    Ok(last)
 }
 
 /// The wasmtime host as a target: the edge's embedded policy, the echo upstream with the

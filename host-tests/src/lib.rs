@@ -31,6 +31,6 @@ pub use abi::{Status, PROVIDED};
 pub use host::Host;
 pub use http::{echo_upstream, Exchange, Forwarded, Request, Response, Upstream};
 pub use plugin::{FailurePolicy, GrpcEvent, Plugin, PluginOptions, Refusal, Worker};
-pub use process::{Metric, MetricKind, Process, EPOCH_NANOS};
+pub use process::{Metric, MetricKind, Process, SharedFault, EPOCH_NANOS};
 pub use state::{level, GrpcCall, Headers, HttpCall, LocalResponse, LogLine, PluginSpec};
 pub use vm::{StartError, Trap};

@@ -82,9 +82,11 @@ impl PluginOptions {
         }
     }
 
-    /// As the shipped edges see clients: external, their request ids replaced.
+    /// As the shipped edges run the plugin: clients are external (their request ids replaced)
+    /// and `allow_on_headers_stop_iteration` is set.
     pub fn edge(mut self) -> Self {
         self.replace_request_id = true;
+        self.spec.allow_on_headers_stop_iteration = true;
         self
     }
 
@@ -190,6 +192,9 @@ struct Flow {
     resp_trailers: Option<Headers>,
     /// A local reply is on its way: later local replies are ignored.
     replied: bool,
+    /// The request headers stopped (StopIteration) while the body goes on being delivered:
+    /// they stay readable until a later stage continues.
+    headers_stopped: bool,
     ex: Exchange,
 }
 
@@ -519,6 +524,7 @@ impl Worker {
             resp_out: Vec::new(),
             resp_trailers: None,
             replied: false,
+            headers_stopped: false,
             ex: Exchange {
                 worker: self.index,
                 context: id,
@@ -830,7 +836,20 @@ impl Worker {
             "proxy_on_response_headers"
         };
         let r = self.call_stream::<(i32, i32, i32), i32>(id, name, (id as i32, n, i32::from(eos)));
-        self.settle(id, r, request)
+        let step = self.settle(id, r, request);
+        // With allow_on_headers_stop_iteration, Pause on request headers is StopIteration: the
+        // body still comes to the filter, the headers wait (and stay readable).
+        let stop_only_headers = request && !eos && self.deploy.spec.allow_on_headers_stop_iteration;
+        match step {
+            Step::Hold if stop_only_headers => {
+                if let Some(f) = self.flows.get_mut(&id) {
+                    f.headers_stopped = true;
+                    f.stage = next_stage(f, f.stage);
+                }
+                Step::Redirected
+            }
+            s => s,
+        }
     }
 
     fn body_stage(&mut self, id: u32, request: bool, i: usize) -> Step {
@@ -1018,6 +1037,13 @@ impl Worker {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
+        if f.headers_stopped && matches!(f.stage, Stage::ReqBody(_) | Stage::ReqTrailers) {
+            // The stopped headers go on with this stage, as the plugin left them.
+            if let Some(h) = &req_headers {
+                f.req_headers = h.clone();
+            }
+            f.headers_stopped = false;
+        }
         match f.stage {
             Stage::ReqHeaders => {
                 if let Some(h) = req_headers {

@@ -45,6 +45,15 @@ pub struct Metric {
     pub samples: Vec<u64>,
 }
 
+/// A fault the test injects into shared data, to see a plugin's failure handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedFault {
+    /// Every get and set answers InternalFailure.
+    Unavailable,
+    /// Every conditional set (CAS not 0) answers CasMismatch, as under endless contention.
+    CasAlwaysLoses,
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     vm_id: String,
@@ -66,6 +75,7 @@ struct Inner {
     ready: Vec<(usize, u32, u32)>,
     metrics: BTreeMap<String, Metric>,
     now: u64,
+    fault: Option<SharedFault>,
 }
 
 /// The process-wide state shared by the workers of one simulated Envoy.
@@ -85,6 +95,7 @@ impl Default for Process {
                 ready: Vec::new(),
                 metrics: BTreeMap::new(),
                 now: EPOCH_NANOS,
+                fault: None,
             }),
         }
     }
@@ -111,11 +122,33 @@ impl Process {
         self.lock().shared.get(vm_id)?.get(key).cloned()
     }
 
+    /// Injects a fault into shared data (`None` to heal it).
+    pub fn inject_shared_fault(&self, fault: Option<SharedFault>) {
+        self.lock().fault = fault;
+    }
+
+    /// A guest's read: as `get_shared`, or the injected failure.
+    pub(crate) fn guest_get_shared(
+        &self,
+        vm_id: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u32)>, Status> {
+        if self.lock().fault == Some(SharedFault::Unavailable) {
+            return Err(Status::InternalFailure);
+        }
+        Ok(self.get_shared(vm_id, key))
+    }
+
     /// Writes a shared-data key. On an existing key, `cas` 0 writes unconditionally and any other
     /// value must equal the key's current CAS; a missing key is created whatever the CAS. Every
     /// write takes the next CAS of the store's one sequence. There is no delete.
     pub(crate) fn set_shared(&self, vm_id: &str, key: &str, value: Vec<u8>, cas: u32) -> Status {
         let mut g = self.lock();
+        match g.fault {
+            Some(SharedFault::Unavailable) => return Status::InternalFailure,
+            Some(SharedFault::CasAlwaysLoses) if cas != 0 => return Status::CasMismatch,
+            _ => {}
+        }
         let next = g.next_cas;
         let map = g.shared.entry(vm_id.to_owned()).or_default();
         match map.get_mut(key) {

@@ -55,6 +55,11 @@ pub struct PluginSpec {
     pub environment: Vec<(String, String)>,
     /// The level `proxy_get_log_level` reports; lines below it are dropped.
     pub log_level: u32,
+    /// Envoy's `allow_on_headers_stop_iteration`: Pause on request headers stops only them
+    /// (StopIteration), so body callbacks keep coming and the request headers stay readable until
+    /// a later callback continues. Without it (the default), Pause holds everything
+    /// (StopAllIteration) until `proxy_continue_stream`.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl PluginSpec {
@@ -68,6 +73,7 @@ impl PluginSpec {
             vm_configuration: Vec::new(),
             environment: Vec::new(),
             log_level: level::TRACE,
+            allow_on_headers_stop_iteration: false,
         }
     }
 }

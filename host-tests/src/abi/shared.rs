@@ -33,8 +33,10 @@ fn get_shared_data(
         Err(s) => return status(s),
     };
     let s = c.data();
-    let Some((value, cas)) = s.process.get_shared(&s.spec.vm_id, &key) else {
-        return status(Status::NotFound);
+    let (value, cas) = match s.process.guest_get_shared(&s.spec.vm_id, &key) {
+        Ok(Some(found)) => found,
+        Ok(None) => return status(Status::NotFound),
+        Err(e) => return status(e),
     };
     if let Err(s) = write_u32(&mut c, ret_cas, cas) {
         return status(s);

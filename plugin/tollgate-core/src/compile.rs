@@ -501,6 +501,18 @@ impl Cx {
                         .and_then(|h| self.header_name(h, &join(&p, "header")))
                         .map(KeyPart::Header)
                 }
+                Value::Object(_) if item.get("body_field").is_some() => {
+                    let _ = self.object(item, &p, &["body_field"]);
+                    item.get("body_field").and_then(|f| {
+                        let fp = join(&p, "body_field");
+                        let s = self.string(f, &fp)?;
+                        if s.is_empty() || s.len() > 64 {
+                            self.err(&fp, "expected a field name of 1 to 64 characters");
+                            return None;
+                        }
+                        Some(KeyPart::BodyField(s.to_string()))
+                    })
+                }
                 Value::Object(_) if item.get("claim").is_some() => {
                     let m = self.object(item, &p, &["claim", "header"]);
                     let claim = item.get("claim").and_then(|c| {
@@ -524,7 +536,7 @@ impl Cx {
                 _ => {
                     self.err(
                         &p,
-                        "expected \"client_ip\", \"peer_identity\", {\"header\": NAME} or {\"claim\": NAME, \"header\": NAME}",
+                        "expected \"client_ip\", \"peer_identity\", {\"header\": NAME}, {\"claim\": NAME, \"header\": NAME} or {\"body_field\": NAME}",
                     );
                     None
                 }
@@ -741,10 +753,9 @@ impl Cx {
             Some(k) => self.key_parts(k, &join(path, "key")),
             None => Vec::new(),
         };
-        let routes = match m.get("routes") {
-            Some(r) => Some(self.route_names_list(r, &join(path, "routes"), route_index)),
-            None => None,
-        };
+        let routes = m
+            .get("routes")
+            .map(|r| self.route_names_list(r, &join(path, "routes"), route_index));
         let mut statuses = Vec::new();
         if let Some(list) = self
             .required(m, path, "statuses")

@@ -43,6 +43,11 @@ pub enum BlockKind {
     },
     /// A limit's state could not be read or written and the limit fails closed.
     LimitUnavailable,
+    /// The body is larger than the route can read.
+    BodyTooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
 }
 
 /// A rule's refusal.
@@ -64,6 +69,7 @@ impl Block {
             BlockKind::MethodNotAllowed { .. } => 405,
             BlockKind::RateLimited { .. } | BlockKind::Banned { .. } => 429,
             BlockKind::LimitUnavailable => 503,
+            BlockKind::BodyTooLarge { .. } => 413,
         }
     }
 
@@ -89,6 +95,7 @@ impl Block {
             BlockKind::RateLimited { .. } => "rate-limited",
             BlockKind::Banned { .. } => "banned",
             BlockKind::LimitUnavailable => "rate-limit-unavailable",
+            BlockKind::BodyTooLarge { .. } => "body-too-large",
         }
     }
 
@@ -103,6 +110,7 @@ impl Block {
             BlockKind::RateLimited { .. } => "Too many requests",
             BlockKind::Banned { .. } => "Too many failed attempts",
             BlockKind::LimitUnavailable => "Rate limiting unavailable",
+            BlockKind::BodyTooLarge { .. } => "Request body too large",
         }
     }
 
@@ -134,6 +142,9 @@ impl Block {
             ),
             BlockKind::LimitUnavailable => {
                 "The rate limit could not be checked; retry shortly.".into()
+            }
+            BlockKind::BodyTooLarge { max } => {
+                format!("This route accepts request bodies of at most {max} bytes.")
             }
         }
     }

@@ -130,6 +130,17 @@ impl Policy {
             .any(|k| k.contains(&limits::KeyPart::PeerIdentity))
     }
 
+    /// True when a limit or ban that applies to `route` is keyed on a body field: the filter
+    /// then waits for the body before deciding.
+    pub fn needs_body(&self, route: Option<usize>) -> bool {
+        let keyed =
+            |k: &Vec<limits::KeyPart>| k.iter().any(|p| matches!(p, limits::KeyPart::BodyField(_)));
+        self.rate_limits
+            .iter()
+            .any(|l| l.cost_on(route).is_some() && keyed(&l.key))
+            || self.bans.iter().any(|b| b.applies(route) && keyed(&b.key))
+    }
+
     /// The rate limits, in policy order.
     pub fn rate_limits(&self) -> &[limits::RateLimit] {
         &self.rate_limits

@@ -39,7 +39,14 @@ pub enum KeyPart {
     /// The mTLS peer's identity: the URI SAN of its certificate (Envoy's
     /// `connection.uri_san_peer_certificate`).
     PeerIdentity,
+    /// A top-level string field of the JSON request body (e.g. the account a login names),
+    /// trimmed and lower-cased. The filter holds the request until the body is in, reading at
+    /// most [`MAX_KEYED_BODY`] bytes (a larger body is refused with 413).
+    BodyField(String),
 }
+
+/// Largest request body read to find a body-field key.
+pub const MAX_KEYED_BODY: usize = 16 * 1024;
 
 /// What a limit does when its state cannot be read or written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,6 +376,8 @@ pub struct KeyContext<'a> {
     pub client: Option<IpAddr>,
     /// The mTLS peer's URI SAN, if any.
     pub peer_identity: Option<&'a str>,
+    /// The request body parsed as JSON, if the body was read and is JSON.
+    pub body: Option<&'a serde_json::Value>,
 }
 
 /// Largest JWT payload header read for a claim.
@@ -398,6 +407,13 @@ pub fn key_of(parts: &[KeyPart], req: &Request<'_>, cx: &KeyContext<'_>) -> Opti
             KeyPart::PeerIdentity => {
                 let id = cx.peer_identity.filter(|s| !s.is_empty())?;
                 out.extend_from_slice(id.as_bytes());
+            }
+            KeyPart::BodyField(field) => {
+                let v = cx.body?.get(field)?.as_str()?.trim();
+                if v.is_empty() {
+                    return None;
+                }
+                out.extend_from_slice(v.to_lowercase().as_bytes());
             }
         }
     }

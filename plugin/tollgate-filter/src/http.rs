@@ -1,14 +1,19 @@
-//! The HTTP context: one per request. All the work happens in `on_http_request_headers`.
+//! The HTTP context: one per request. The decision happens in `on_http_request_headers`: the
+//! policy's verdict, then (for an allowed request) bans and rate limits against shared data.
+//! `on_http_response_headers` adds the `RateLimit` headers and counts responses for bans.
 
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, MapType};
-use tollgate_core::{parse_socket_address, sanitize_request_id, Block, Request};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use tollgate_core::limits::{key_of, FailureMode, KeyContext, KeyPart, MAX_KEYED_BODY};
+use tollgate_core::{parse_socket_address, sanitize_request_id, Block, BlockKind, Mode, Request};
 
+use crate::limits::{self, LimitOutcome};
 use crate::log;
 use crate::root::Loaded;
+use crate::shared;
 
 /// Request header set on refused requests; see `envoy/retail.yaml`, `local_reply_config`.
 const REFUSED_MARK: &str = "x-tollgate-refused";
@@ -16,26 +21,75 @@ const REFUSED_MARK: &str = "x-tollgate-refused";
 /// The answer when no policy is loaded.
 const NO_POLICY: &str = r#"{"type":"urn:tollgate:problem:policy-unavailable","title":"Service unavailable","status":503}"#;
 
+/// A request whose limits wait for its body (a limit keyed on a body field).
+struct Deferred {
+    headers: Vec<(String, Vec<u8>)>,
+    source: Option<std::net::IpAddr>,
+    route: Option<usize>,
+    shadowed: Vec<Block>,
+}
+
 pub(crate) struct Http {
     loaded: Option<Rc<Loaded>>,
+    deferred: Option<Deferred>,
+    /// `RateLimit-Policy` and `RateLimit` values for the response, when the route shows them.
+    rate_headers: Option<(String, String)>,
+    /// Bans whose responses count for this request: (ban index, key fingerprint).
+    ban_keys: Vec<(usize, u64)>,
+    /// Tollgate answered this request itself.
+    answered: bool,
 }
 
 impl Http {
     pub(crate) fn new(loaded: Option<Rc<Loaded>>) -> Self {
-        Http { loaded }
+        Http {
+            loaded,
+            deferred: None,
+            rate_headers: None,
+            ban_keys: Vec::new(),
+            answered: false,
+        }
     }
 }
 
 impl Context for Http {}
 
+/// The verdict of bans and limits for one request.
+#[derive(Default)]
+struct LimitVerdict {
+    block: Option<Block>,
+    shadowed: Vec<Block>,
+    /// `RateLimit-Policy` and `RateLimit` members of the limits checked.
+    policy: Vec<String>,
+    state: Vec<String>,
+}
+
+impl LimitVerdict {
+    /// Records a hit in `mode`; true if it refuses the request.
+    fn hit(&mut self, mode: Mode, block: Block) -> bool {
+        match mode {
+            Mode::Enforce => {
+                self.block = Some(block);
+                true
+            }
+            Mode::Shadow => {
+                self.shadowed.push(block);
+                false
+            }
+        }
+    }
+}
+
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(loaded) = self.loaded.as_deref() else {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(loaded) = self.loaded.clone() else {
             // No policy: deny. (Envoy does not create HTTP contexts for a refused configuration,
             // so this is a guard, not a path.)
+            self.answered = true;
             send(503, NO_POLICY, None, &[]);
             return Action::Pause;
         };
+        let loaded = loaded.as_ref();
         // One host call for the whole map, values as bytes (they need not be UTF-8).
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let source = if loaded.policy.needs_source_address() {
@@ -43,15 +97,6 @@ impl HttpContext for Http {
         } else {
             None
         };
-        let req = Request::from_headers(&headers, source);
-        let verdict = loaded.policy.decide(&req);
-        // Needed only to log or answer; an ordinary allowed request skips the scan.
-        let request_id = if verdict.allowed() && verdict.shadowed.is_empty() {
-            None
-        } else {
-            req.request_id().and_then(sanitize_request_id)
-        };
-
         // Present at all, even empty: Envoy's mappers match on presence.
         if headers
             .iter()
@@ -61,6 +106,108 @@ impl HttpContext for Http {
             // problem formatting for Envoy's own refusals, and must not travel upstream.
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, REFUSED_MARK);
         }
+        let req = Request::from_headers(&headers, source);
+        let verdict = loaded.policy.decide(&req);
+        if verdict.allowed() && !end_of_stream && loaded.policy.needs_body(verdict.route) {
+            // A limit is keyed on a body field: hold the request (the bootstraps set
+            // allow_on_headers_stop_iteration, so the body still reaches this filter) and
+            // decide when the body is in.
+            self.deferred = Some(Deferred {
+                route: verdict.route,
+                shadowed: verdict.shadowed,
+                headers,
+                source,
+            });
+            return Action::Pause;
+        }
+        self.decide(loaded, &req, verdict, None)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(loaded) = self.loaded.clone() else {
+            return Action::Continue;
+        };
+        let loaded = loaded.as_ref();
+        if self.deferred.is_none() {
+            return Action::Continue;
+        }
+        if body_size <= MAX_KEYED_BODY && !end_of_stream {
+            // Buffer: the next call sees the whole body so far.
+            return Action::Pause;
+        }
+        let Some(d) = self.deferred.take() else {
+            return Action::Continue;
+        };
+        let req = Request::from_headers(&d.headers, d.source);
+        let mut verdict = tollgate_core::Verdict {
+            route: d.route,
+            block: None,
+            shadowed: d.shadowed,
+        };
+        if body_size > MAX_KEYED_BODY {
+            verdict.block = Some(Block {
+                rule: body_rule(loaded, d.route),
+                kind: BlockKind::BodyTooLarge {
+                    max: MAX_KEYED_BODY,
+                },
+            });
+            return self.answer(loaded, &req, verdict, LimitVerdict::default());
+        }
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        self.decide(loaded, &req, verdict, body.as_ref())
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.answered {
+            return Action::Continue;
+        }
+        if let Some((policy, state)) = self.rate_headers.take() {
+            let _ =
+                hostcalls::add_map_value(MapType::HttpResponseHeaders, "ratelimit-policy", &policy);
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "ratelimit", &state);
+        }
+        if !self.ban_keys.is_empty() {
+            self.count_response();
+        }
+        Action::Continue
+    }
+}
+
+impl Http {
+    /// Bans and limits for a request the policy allowed, then the answer.
+    fn decide(
+        &mut self,
+        loaded: &Loaded,
+        req: &Request<'_>,
+        mut verdict: tollgate_core::Verdict,
+        body: Option<&serde_json::Value>,
+    ) -> Action {
+        let mut rate = LimitVerdict::default();
+        if verdict.allowed() {
+            rate = self.limits(loaded, req, verdict.route, body);
+            verdict.shadowed.append(&mut rate.shadowed);
+            verdict.block = rate.block.take();
+        }
+        self.answer(loaded, req, verdict, rate)
+    }
+
+    /// Logs, counts, and lets the request go on or answers it.
+    fn answer(
+        &mut self,
+        loaded: &Loaded,
+        req: &Request<'_>,
+        verdict: tollgate_core::Verdict,
+        rate: LimitVerdict,
+    ) -> Action {
+        // Needed only to log or answer; an ordinary allowed request skips the scan.
+        let request_id = if verdict.allowed() && verdict.shadowed.is_empty() {
+            None
+        } else {
+            req.request_id().and_then(sanitize_request_id)
+        };
         if !verdict.shadowed.is_empty() {
             // Counted as a shadow-blocked request only if it goes through; the per-rule shadow
             // counters count every hit.
@@ -72,9 +219,13 @@ impl HttpContext for Http {
                 log(LogLevel::Info, &describe("shadow", loaded, s, request_id));
             }
         }
+        let (policy_h, state_h) = (rate.policy.join(", "), rate.state.join(", "));
         match &verdict.block {
             None => {
                 loaded.metrics.allowed();
+                if !rate.policy.is_empty() && loaded.policy.rate_limit_headers_on(verdict.route) {
+                    self.rate_headers = Some((policy_h, state_h));
+                }
                 Action::Continue
             }
             Some(block) => {
@@ -84,15 +235,221 @@ impl HttpContext for Http {
                     &describe("blocked", loaded, block, request_id),
                 );
                 let problem = loaded.policy.problem(block, request_id).to_json();
-                let mut extra: Vec<(&str, &str)> = Vec::new();
-                if let tollgate_core::BlockKind::MethodNotAllowed { allow } = &block.kind {
-                    extra.push(("allow", allow));
+                let mut extra: Vec<(&str, String)> = Vec::new();
+                if let BlockKind::MethodNotAllowed { allow } = &block.kind {
+                    extra.push(("allow", allow.clone()));
                 }
+                if let Some(secs) = block.retry_after() {
+                    extra.push(("retry-after", secs.to_string()));
+                }
+                if matches!(block.kind, BlockKind::RateLimited { .. }) && !rate.policy.is_empty() {
+                    extra.push(("ratelimit-policy", policy_h));
+                    extra.push(("ratelimit", state_h));
+                }
+                self.answered = true;
+                let extra: Vec<(&str, &str)> =
+                    extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 send(u32::from(block.status()), &problem, request_id, &extra);
                 Action::Pause
             }
         }
     }
+}
+
+impl Http {
+    /// Bans, then rate limits, for an allowed request on `route`.
+    fn limits(
+        &mut self,
+        loaded: &Loaded,
+        req: &Request<'_>,
+        route: Option<usize>,
+        body: Option<&serde_json::Value>,
+    ) -> LimitVerdict {
+        let mut out = LimitVerdict::default();
+        let policy = &loaded.policy;
+        let bans: Vec<usize> = (0..policy.bans().len())
+            .filter(|i| policy.bans().get(*i).is_some_and(|b| b.applies(route)))
+            .collect();
+        let limits: Vec<(usize, u64)> = policy
+            .rate_limits()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.cost_on(route).map(|c| (i, c)))
+            .collect();
+        if bans.is_empty() && limits.is_empty() {
+            return out;
+        }
+        let Some(now) = shared::now() else {
+            return out;
+        };
+        let needs = |part: &KeyPart| {
+            bans.iter()
+                .filter_map(|i| policy.bans().get(*i).map(|b| &b.key))
+                .chain(
+                    limits
+                        .iter()
+                        .filter_map(|(i, _)| policy.rate_limits().get(*i).map(|l| &l.key)),
+                )
+                .any(|k| k.contains(part))
+        };
+        let client = if needs(&KeyPart::ClientIp) {
+            policy.client_of(req)
+        } else {
+            None
+        };
+        let peer = if needs(&KeyPart::PeerIdentity) {
+            peer_identity()
+        } else {
+            None
+        };
+        let cx = KeyContext {
+            client,
+            peer_identity: peer.as_deref(),
+            body,
+        };
+        let edge = policy.edge();
+        let seed = loaded.seed.get();
+
+        for i in bans {
+            let Some(b) = policy.bans().get(i) else {
+                continue;
+            };
+            let Some(key) = key_of(&b.key, req, &cx) else {
+                continue;
+            };
+            let fp = limits::fp(seed, &key);
+            self.ban_keys.push((i, fp));
+            match limits::banned(edge, b, fp, now) {
+                Ok(None) => {}
+                Ok(Some(retry_after)) => {
+                    loaded.metrics.ban_refused(i);
+                    let block = Block {
+                        rule: b.rule,
+                        kind: BlockKind::Banned { retry_after },
+                    };
+                    if out.hit(b.mode, block) {
+                        return out;
+                    }
+                }
+                Err(_) => {
+                    loaded.metrics.ban_failure(i, b.on_failure);
+                    if b.on_failure == FailureMode::Closed {
+                        let block = Block {
+                            rule: b.rule,
+                            kind: BlockKind::LimitUnavailable,
+                        };
+                        if out.hit(b.mode, block) {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+
+        for (i, cost) in limits {
+            let Some(l) = policy.rate_limits().get(i) else {
+                continue;
+            };
+            let Some(key) = key_of(&l.key, req, &cx) else {
+                continue;
+            };
+            let fp = limits::fp(seed, &key);
+            match limits::check(edge, l, fp, cost, now) {
+                LimitOutcome::Checked { admission, evicted } => {
+                    if evicted {
+                        loaded.metrics.limit_evicted(i);
+                    }
+                    out.policy.push(l.policy_header());
+                    out.state.push(l.state_header(&admission));
+                    if admission.allowed {
+                        loaded.metrics.limit_allowed(i);
+                    } else {
+                        let block = Block {
+                            rule: l.rule,
+                            kind: BlockKind::RateLimited {
+                                retry_after: admission.retry_after_secs,
+                            },
+                        };
+                        if l.mode == Mode::Enforce {
+                            loaded.metrics.limit_limited(i);
+                        }
+                        if out.hit(l.mode, block) {
+                            return out;
+                        }
+                    }
+                }
+                LimitOutcome::Failed => {
+                    loaded.metrics.limit_failure(i, l.on_failure);
+                    if l.on_failure == FailureMode::Closed {
+                        let block = Block {
+                            rule: l.rule,
+                            kind: BlockKind::LimitUnavailable,
+                        };
+                        if out.hit(l.mode, block) {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Counts the upstream's answer for the bans that apply.
+    fn count_response(&mut self) {
+        let Some(loaded) = self.loaded.clone() else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let (Some(status), Some(now)) = (status, shared::now()) else {
+            return;
+        };
+        let edge = loaded.policy.edge();
+        for (i, fp) in std::mem::take(&mut self.ban_keys) {
+            let Some(b) = loaded.policy.bans().get(i) else {
+                continue;
+            };
+            if !b.counts(status) {
+                continue;
+            }
+            match limits::record(edge, b, fp, now) {
+                Ok(r) => {
+                    if r.started {
+                        loaded.metrics.ban_started(i);
+                        log(
+                            LogLevel::Info,
+                            &format!("tollgate: ban rule=ban.{} started", b.name),
+                        );
+                    }
+                    if r.evicted {
+                        loaded.metrics.ban_evicted(i);
+                    }
+                }
+                Err(_) => loaded.metrics.ban_failure(i, b.on_failure),
+            }
+        }
+    }
+}
+
+/// The rule a too-large body is refused under: the first body-keyed limit or ban on the route.
+fn body_rule(loaded: &Loaded, route: Option<usize>) -> tollgate_core::RuleId {
+    let keyed = |k: &[KeyPart]| k.iter().any(|p| matches!(p, KeyPart::BodyField(_)));
+    let p = &loaded.policy;
+    p.bans()
+        .iter()
+        .filter(|b| b.applies(route) && keyed(&b.key))
+        .map(|b| b.rule)
+        .chain(
+            p.rate_limits()
+                .iter()
+                .filter(|l| l.cost_on(route).is_some() && keyed(&l.key))
+                .map(|l| l.rule),
+        )
+        .next()
+        .unwrap_or(tollgate_core::RuleId(0))
 }
 
 /// The connection's source address (Envoy's `source.address` property, `ip:port`).
@@ -101,6 +458,14 @@ fn source_address() -> Option<std::net::IpAddr> {
         .ok()
         .flatten()?;
     parse_socket_address(std::str::from_utf8(&raw).ok()?)
+}
+
+/// The mTLS peer's URI SAN (Envoy's `connection.uri_san_peer_certificate`).
+fn peer_identity() -> Option<String> {
+    let raw = hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"])
+        .ok()
+        .flatten()?;
+    String::from_utf8(raw).ok().filter(|s| !s.is_empty())
 }
 
 fn describe(what: &str, loaded: &Loaded, block: &Block, request_id: Option<&str>) -> String {

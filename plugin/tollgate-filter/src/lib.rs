@@ -10,8 +10,10 @@
 //! client controls), which would turn a bad input into a trap.
 
 mod http;
+mod limits;
 mod metrics;
 mod root;
+mod shared;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;

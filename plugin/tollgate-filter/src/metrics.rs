@@ -1,11 +1,36 @@
 //! Counters through proxy-wasm metrics. Envoy shows them in admin `/stats` under the
 //! `wasmcustom.` prefix, summed over workers: `wasmcustom.tollgate.<edge>.requests.allowed`,
 //! `....requests.blocked`, `....requests.shadow_blocked`, and per rule
-//! `wasmcustom.tollgate.<edge>.rule.<rule>.blocked` / `.shadow_blocked`.
+//! `wasmcustom.tollgate.<edge>.rule.<rule>.blocked` / `.shadow_blocked`. Per rate limit,
+//! `....rate_limit.<name>.{allowed,limited,evicted,expired,failure_open,failure_closed}`; per
+//! ban, `....ban.<name>.{banned,refused,evicted,failure_open,failure_closed}` (`banned`: keys
+//! banned; `refused`: requests refused while banned).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use tollgate_core::limits::FailureMode;
 use tollgate_core::{Policy, RuleId};
+
+/// Counters of one rate limit.
+#[derive(Debug, Default)]
+struct LimitCounters {
+    allowed: Option<u32>,
+    limited: Option<u32>,
+    evicted: Option<u32>,
+    expired: Option<u32>,
+    failure_open: Option<u32>,
+    failure_closed: Option<u32>,
+}
+
+/// Counters of one ban.
+#[derive(Debug, Default)]
+struct BanCounters {
+    banned: Option<u32>,
+    refused: Option<u32>,
+    evicted: Option<u32>,
+    failure_open: Option<u32>,
+    failure_closed: Option<u32>,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -14,6 +39,8 @@ pub(crate) struct Metrics {
     shadow_blocked: Option<u32>,
     /// Per rule, indexed by `RuleId`: (blocked, shadow_blocked).
     rules: Vec<(Option<u32>, Option<u32>)>,
+    limits: Vec<LimitCounters>,
+    bans: Vec<BanCounters>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -21,8 +48,14 @@ fn counter(name: &str) -> Option<u32> {
 }
 
 fn bump(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+    add(id, 1);
+}
+
+fn add(id: Option<u32>, n: u64) {
+    if let (Some(id), Ok(n)) = (id, i64::try_from(n)) {
+        if n > 0 {
+            let _ = hostcalls::increment_metric(id, n);
+        }
     }
 }
 
@@ -44,7 +77,78 @@ impl Metrics {
                     )
                 })
                 .collect(),
+            limits: policy
+                .rate_limits()
+                .iter()
+                .map(|l| {
+                    let c = |what: &str| counter(&format!("{base}.rate_limit.{}.{what}", l.name));
+                    LimitCounters {
+                        allowed: c("allowed"),
+                        limited: c("limited"),
+                        evicted: c("evicted"),
+                        expired: c("expired"),
+                        failure_open: c("failure_open"),
+                        failure_closed: c("failure_closed"),
+                    }
+                })
+                .collect(),
+            bans: policy
+                .bans()
+                .iter()
+                .map(|b| {
+                    let c = |what: &str| counter(&format!("{base}.ban.{}.{what}", b.name));
+                    BanCounters {
+                        banned: c("banned"),
+                        refused: c("refused"),
+                        evicted: c("evicted"),
+                        failure_open: c("failure_open"),
+                        failure_closed: c("failure_closed"),
+                    }
+                })
+                .collect(),
         }
+    }
+
+    pub(crate) fn limit_allowed(&self, i: usize) {
+        bump(self.limits.get(i).and_then(|c| c.allowed));
+    }
+
+    pub(crate) fn limit_limited(&self, i: usize) {
+        bump(self.limits.get(i).and_then(|c| c.limited));
+    }
+
+    pub(crate) fn limit_evicted(&self, i: usize) {
+        bump(self.limits.get(i).and_then(|c| c.evicted));
+    }
+
+    pub(crate) fn limit_expired(&self, i: usize, n: u32) {
+        add(self.limits.get(i).and_then(|c| c.expired), u64::from(n));
+    }
+
+    pub(crate) fn limit_failure(&self, i: usize, mode: FailureMode) {
+        bump(self.limits.get(i).and_then(|c| match mode {
+            FailureMode::Open => c.failure_open,
+            FailureMode::Closed => c.failure_closed,
+        }));
+    }
+
+    pub(crate) fn ban_started(&self, i: usize) {
+        bump(self.bans.get(i).and_then(|c| c.banned));
+    }
+
+    pub(crate) fn ban_refused(&self, i: usize) {
+        bump(self.bans.get(i).and_then(|c| c.refused));
+    }
+
+    pub(crate) fn ban_evicted(&self, i: usize) {
+        bump(self.bans.get(i).and_then(|c| c.evicted));
+    }
+
+    pub(crate) fn ban_failure(&self, i: usize, mode: FailureMode) {
+        bump(self.bans.get(i).and_then(|c| match mode {
+            FailureMode::Open => c.failure_open,
+            FailureMode::Closed => c.failure_closed,
+        }));
     }
 
     pub(crate) fn allowed(&self) {

@@ -151,10 +151,23 @@ fn keys_combine_parts_and_skip_requests_lacking_one() {
     let h = req(&[("x-dealer-id", b"D-1"), ("x-jwt-payload", payload)]);
     let r = Request::from_headers(&h, None);
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    let body: serde_json::Value =
+        serde_json::json!({"email": "  O'Brien@Example.com ", "password": "x", "n": 3});
     let cx = KeyContext {
         client: Some(ip),
         peer_identity: Some("spiffe://dealers/d-1"),
+        body: Some(&body),
     };
+    let email = vec![KeyPart::BodyField("email".into())];
+    assert_eq!(
+        key_of(&email, &Request::from_headers(&h, None), &cx).unwrap(),
+        b"o'brien@example.com"
+    );
+    let not_text = vec![KeyPart::BodyField("n".into())];
+    assert_eq!(
+        key_of(&not_text, &Request::from_headers(&h, None), &cx),
+        None
+    );
     let parts = vec![KeyPart::ClientIp, KeyPart::Header("x-dealer-id".into())];
     assert_eq!(key_of(&parts, &r, &cx).unwrap(), b"192.0.2.1\x1fD-1");
     let claim = vec![KeyPart::Claim {
