@@ -24,6 +24,8 @@ pub struct Request {
     pub trailers: Option<Headers>,
     /// The connection's peer.
     pub source: SocketAddr,
+    /// The URI SAN of the client certificate, on an mTLS connection.
+    pub peer_identity: Option<String>,
 }
 
 impl Request {
@@ -37,7 +39,14 @@ impl Request {
             body: Vec::new(),
             trailers: None,
             source: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            peer_identity: None,
         }
+    }
+
+    /// Arrives over mTLS with a client certificate whose URI SAN is `san`.
+    pub fn mtls(mut self, san: &str) -> Self {
+        self.peer_identity = Some(san.to_owned());
+        self
     }
 
     /// Adds a header.

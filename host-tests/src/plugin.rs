@@ -553,6 +553,7 @@ impl Worker {
         }
         self.prepare_vm(&mut flow);
         let source = flow.request.source;
+        let peer_identity = flow.request.peer_identity.clone();
         let start = self.deploy.process.now();
         if let Some(vm) = self.vm.as_mut() {
             if !flow.bypass && !flow.failed {
@@ -563,6 +564,7 @@ impl Worker {
                         destination: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10000))),
                         start_nanos: start,
                         connection_id: id,
+                        peer_identity,
                         ..StreamData::default()
                     },
                 );

@@ -121,6 +121,7 @@ pub(crate) struct StreamData {
     /// In `proxy_on_log`: the maps are read-only copies.
     pub(crate) logging: bool,
     pub(crate) connection_id: u32,
+    pub(crate) peer_identity: Option<String>,
 }
 
 /// A callout waiting for its answer.

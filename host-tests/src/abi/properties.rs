@@ -66,7 +66,10 @@ fn stream_property(st: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
         [b"response", b"headers", name] => {
             header(st.response.headers.as_ref(), &name.to_ascii_lowercase())
         }
-        [b"connection", b"mtls"] => Some(vec![0]),
+        [b"connection", b"mtls"] => Some(vec![u8::from(st.peer_identity.is_some())]),
+        [b"connection", b"uri_san_peer_certificate"] => {
+            Some(st.peer_identity.clone()?.into_bytes())
+        }
         [b"connection_id"] | [b"connection", b"id"] => int(i64::from(st.connection_id)),
         _ => None,
     }

@@ -12,6 +12,7 @@ mod callouts;
 mod common;
 mod conformance;
 mod failures;
+mod limits;
 mod probe_in_envoy;
 mod tollgate;
 mod workers;
