@@ -1,13 +1,14 @@
 //! The demo backend: stands in for the retail and dealer services behind the edges. It answers
 //! every request with 200 and a JSON echo of what reached it (edge, method, path, request id and
 //! the names of the headers, never their values), so a test can see what Envoy forwarded.
-//! HTTP/1.1 with keep-alive, a thread per connection.
+//! HTTP/1.1 with keep-alive, a thread per connection. A request may ask for another status with
+//! `x-demo-status: 401` (to play an identity service that refuses a password).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -25,6 +26,7 @@ pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     served: Arc<AtomicU64>,
+    window: Arc<Mutex<Option<(Instant, Instant)>>>,
 }
 
 impl Backend {
@@ -34,16 +36,26 @@ impl Backend {
         let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
         let served = Arc::new(AtomicU64::new(0));
-        let counter = served.clone();
+        let window = Arc::new(Mutex::new(None));
+        let (counter, times) = (served.clone(), window.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let counter = counter.clone();
+                let (counter, times) = (counter.clone(), times.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &counter);
+                    let _ = serve(conn, &counter, &times);
                 });
             }
         });
-        Ok(Backend { addr, served })
+        Ok(Backend {
+            addr,
+            served,
+            window,
+        })
+    }
+
+    /// When it answered its first and its last request.
+    pub fn window(&self) -> Option<(Instant, Instant)> {
+        *self.window.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many requests it has answered.
@@ -52,7 +64,9 @@ impl Backend {
     }
 }
 
-fn serve(conn: TcpStream, served: &AtomicU64) -> Result<()> {
+type Window = Mutex<Option<(Instant, Instant)>>;
+
+fn serve(conn: TcpStream, served: &AtomicU64, window: &Window) -> Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
     let _ = conn.set_nodelay(true);
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -100,9 +114,18 @@ fn serve(conn: TcpStream, served: &AtomicU64) -> Result<()> {
         })
         .to_string();
         served.fetch_add(1, Ordering::Relaxed);
+        {
+            let now = Instant::now();
+            let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+            *w = Some(w.map_or((now, now), |(first, _)| (first, now)));
+        }
+        let status: u16 = header("x-demo-status")
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|s| (200..600).contains(s))
+            .unwrap_or(200);
         write!(
             out,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-demo-backend: 1\r\n{}\r\n",
+            "HTTP/1.1 {status} Demo\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-demo-backend: 1\r\n{}\r\n",
             reply.len(),
             if close { "connection: close\r\n" } else { "" }
         )?;

@@ -244,6 +244,11 @@ impl Envoy {
         }
     }
 
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything Envoy has logged so far.
     pub fn log(&self) -> String {
         let mut s = String::new();

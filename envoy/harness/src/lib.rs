@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod envoy;
 pub mod http;
+pub mod load;
 pub mod wasm;
 
 use std::path::PathBuf;

@@ -1,0 +1,139 @@
+//! Bounded load on loopback with `wrk` (Debian's package; `cargo xtask setup` installs it), and
+//! what a process costs: CPU time and resident memory from `/proc`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// What one `wrk` run reported.
+#[derive(Clone, Debug, Default)]
+pub struct WrkResult {
+    /// Completed requests.
+    pub requests: u64,
+    /// Responses that were not 2xx or 3xx.
+    pub non_2xx: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Latency percentiles, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+}
+
+/// One load run.
+#[derive(Clone, Debug)]
+pub struct Load<'a> {
+    /// Path and query.
+    pub path: &'a str,
+    /// Extra headers.
+    pub headers: Vec<(&'a str, String)>,
+    /// wrk threads.
+    pub threads: u32,
+    /// Open connections.
+    pub connections: u32,
+    /// How long.
+    pub duration: Duration,
+    /// A Lua script for wrk (`-s`), e.g. to vary a header per request.
+    pub script: Option<&'a Path>,
+}
+
+/// Runs `wrk` against `addr` (127.0.0.1 only) and parses its summary.
+pub fn wrk(addr: SocketAddr, load: &Load<'_>) -> Result<WrkResult> {
+    if !addr.ip().is_loopback() {
+        bail!("load runs on loopback only, not {addr}");
+    }
+    let mut cmd = Command::new("wrk");
+    cmd.arg("--latency")
+        .args(["-t", &load.threads.to_string()])
+        .args(["-c", &load.connections.to_string()])
+        .args(["-d", &format!("{}s", load.duration.as_secs().max(1))])
+        .args(["--timeout", "5s"]);
+    for (k, v) in &load.headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
+    }
+    if let Some(s) = load.script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(format!("http://{addr}{}", load.path));
+    let out = cmd
+        .output()
+        .context("running wrk (install it with `cargo xtask setup`, or apt-get install wrk)")?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse(text: &str) -> Result<WrkResult> {
+    let mut r = WrkResult::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or(0),
+            ["Requests/sec:", n] => r.rps = n.parse().unwrap_or(0.0),
+            ["50%", v] => r.p50_us = micros(v),
+            ["99%", v] => r.p99_us = micros(v),
+            _ => {}
+        }
+    }
+    if r.requests == 0 {
+        bail!("wrk completed no request:\n{text}");
+    }
+    Ok(r)
+}
+
+fn micros(v: &str) -> f64 {
+    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().unwrap_or(0.0);
+    match unit {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        _ => n,
+    }
+}
+
+/// A process's CPU time (user + system), in seconds.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("bad /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> f64 { f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+/// A process's resident set size, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .context("no VmRSS")?;
+    Ok(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_wrk_output() {
+        let text = "Running 2s test @ http://127.0.0.1:1/x\n  2 threads and 8 connections\n  Latency Distribution\n     50%  310.00us\n     75%  400.00us\n     90%    1.20ms\n     99%    2.50ms\n  9000 requests in 2.00s, 1.00MB read\n  Non-2xx or 3xx responses: 120\nRequests/sec:   4500.50\n";
+        let r = super::parse(text).unwrap();
+        assert_eq!(r.requests, 9000);
+        assert_eq!(r.non_2xx, 120);
+        assert_eq!(r.rps, 4500.5);
+        assert_eq!(r.p50_us, 310.0);
+        assert_eq!(r.p99_us, 2500.0);
+    }
+}
