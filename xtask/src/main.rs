@@ -82,6 +82,13 @@ fn setup() -> Result<()> {
         );
     }
     eprintln!("xtask: Envoy {ENVOY_VERSION} at {}", bin.display());
+
+    // wrk drives the load tests (on loopback, bounded in time); Debian packages it.
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("xtask: installing wrk with apt-get");
+        run(Command::new("apt-get").arg("update").arg("-q"))?;
+        run(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
+    }
     Ok(())
 }
 
