@@ -83,11 +83,18 @@ fn setup() -> Result<()> {
     }
     eprintln!("xtask: Envoy {ENVOY_VERSION} at {}", bin.display());
 
-    // wrk drives the load tests (on loopback, bounded in time); Debian packages it.
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("xtask: installing wrk with apt-get");
+    // wrk drives the load tests (on loopback, bounded in time); openssl and curl make and use
+    // the client certificates of the mTLS test. Debian packages all three.
+    let missing: Vec<&str> = ["wrk", "openssl", "curl"]
+        .into_iter()
+        .filter(|tool| Command::new(tool).arg("--version").output().is_err())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {} with apt-get", missing.join(", "));
         run(Command::new("apt-get").arg("update").arg("-q"))?;
-        run(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(&missing))?;
     }
     Ok(())
 }

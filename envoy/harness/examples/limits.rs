@@ -59,8 +59,10 @@ fn cost() -> Result<()> {
         duration: Duration::from_secs(5),
         script: None,
     };
-    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>)> =
-        vec![("with limit", vec![], vec![], vec![]), ("without", vec![], vec![], vec![])];
+    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>)> = vec![
+        ("with limit", vec![], vec![], vec![]),
+        ("without", vec![], vec![], vec![]),
+    ];
     for round in 0..3 {
         // Alternate which goes first.
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -70,7 +72,10 @@ fn cost() -> Result<()> {
             let r = wrk(envoy.addr, &load)?;
             let cpu = cpu_seconds(envoy.pid())? - cpu0;
             if r.non_2xx > 0 {
-                bail!("{} refusals: the measurement needs allowed requests", r.non_2xx);
+                bail!(
+                    "{} refusals: the measurement needs allowed requests",
+                    r.non_2xx
+                );
             }
             if let Some(row) = rows.get_mut(i) {
                 row.1.push(r.rps);
@@ -169,7 +174,9 @@ end
             .flatten()
             .unwrap_or(0)
     };
-    println!("{sent} requests from distinct client addresses, per-IP limit with max_keys {max_keys}:");
+    println!(
+        "{sent} requests from distinct client addresses, per-IP limit with max_keys {max_keys}:"
+    );
     println!(
         "  Envoy RSS: {:.1} MiB before, {:.1} MiB after ({:+.1} MiB)",
         before as f64 / 1048576.0,

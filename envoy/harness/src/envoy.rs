@@ -69,6 +69,10 @@ pub struct EdgeOptions {
     pub plugin_config: PluginConfig,
     /// The `.wasm` to load.
     pub wasm: PathBuf,
+    /// HTTP filters to put in front of the Wasm filter (e.g. `jwt_authn`), as JSON.
+    pub filters_before: Vec<Value>,
+    /// A `transport_socket` for the listener's filter chain (e.g. TLS with client certificates).
+    pub transport_socket: Option<Value>,
 }
 
 impl EdgeOptions {
@@ -82,6 +86,8 @@ impl EdgeOptions {
             concurrency: 1,
             plugin_config: PluginConfig::Shipped,
             wasm: wasm.to_path_buf(),
+            filters_before: Vec::new(),
+            transport_socket: None,
         }
     }
 }
@@ -101,6 +107,18 @@ pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
         .context("bootstrap has no listener")?;
     listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": o.port});
 
+    if let Some(ts) = &o.transport_socket {
+        listener["filter_chains"][0]["transport_socket"] = ts.clone();
+    }
+    if !o.filters_before.is_empty() {
+        let filters = listener
+            .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")
+            .and_then(Value::as_array_mut)
+            .context("bootstrap has no http_filters")?;
+        for (i, f) in o.filters_before.iter().enumerate() {
+            filters.insert(i, f.clone());
+        }
+    }
     let wasm = wasm_filter(listener).context("bootstrap has no envoy.filters.http.wasm filter")?;
     wasm["config"]["vm_config"]["code"]["local"]["filename"] = json!(o.wasm.display().to_string());
     match &o.plugin_config {
