@@ -44,6 +44,8 @@ fn main() -> Result<()> {
     }
 }
 
+type Row<'a> = (&'a str, Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// Requests/s and Envoy CPU per request, with one per-IP limit (never refusing) and without,
 /// alternating in rounds.
 fn cost() -> Result<()> {
@@ -59,7 +61,8 @@ fn cost() -> Result<()> {
         duration: Duration::from_secs(5),
         script: None,
     };
-    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>)> = vec![
+    // Per configuration: rps, CPU µs per request, p99 µs, one entry per round.
+    let mut rows: Vec<Row<'_>> = vec![
         ("with limit", vec![], vec![], vec![]),
         ("without", vec![], vec![], vec![]),
     ];
