@@ -62,8 +62,13 @@ fn a_limit_holds_within_two_percent_across_two_workers_under_concurrent_load() {
             .unwrap()
             .unwrap_or(0)
     };
-    assert_eq!(stat("allowed") as f64, admitted);
-    // wrk does not count the answers still in flight when it stops (one per connection at most).
+    // When wrk stops, requests still in flight (one per connection at most) were counted by
+    // the filter but not answered: by the backend (admitted) or to wrk (refused).
+    let allowed = stat("allowed") as f64;
+    assert!(
+        allowed >= admitted && allowed - admitted <= 16.0,
+        "allowed {allowed}, backend served {admitted}"
+    );
     let limited = stat("limited");
     assert!(
         limited >= r.non_2xx && limited - r.non_2xx <= 16,
