@@ -9,17 +9,26 @@
 //! TAT becomes `max(TAT, now) + c·T`. Over a time `t` a key is admitted at most `B + t/T`
 //! requests: the configured rate, plus the burst.
 //!
-//! State is bounded: each limit (and ban) owns a table of `max_keys` slots in shared data. A key
-//! hashes to a slot and may use any of `WAYS` consecutive slots; a free or idle one is taken
-//! first, otherwise the stalest is evicted (and counted). Shared data has no delete in the ABI,
-//! so the slot table itself is the ceiling: it never holds more than `max_keys` entries.
+//! State is bounded: each limit (and ban) owns a table of `max_keys` slots, stored in shared data
+//! as blocks of [`BLOCK`] slots, one shared-data key per block. A key hashes to a block and may
+//! use any of [`WAYS`] slots in it; a free or idle one is taken first, otherwise the stalest is
+//! evicted (and counted). Shared data has no delete in the ABI, so the table itself is the
+//! ceiling: it never holds more than `max_keys` entries.
+//!
+//! Every block is created when the policy is configured, before any request, because the ABI's
+//! compare-and-swap cannot protect the creation of a key (a write to a missing key always
+//! succeeds): two workers creating the same slot at once would lose an update. Afterwards every
+//! write is a compare-and-swap on an existing block.
 
 use std::net::IpAddr;
 
 use crate::{Mode, Request, RuleId};
 
-/// Slots a key may use, starting at its hash.
+/// Slots a key may use in its block, starting at its hash.
 pub const WAYS: usize = 4;
+
+/// Slots per shared-data key.
+pub const BLOCK: usize = 32;
 
 /// One part of a limit's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -342,13 +351,39 @@ pub fn choose_slot(candidates: &[(u32, u64, bool, u64)], fingerprint: u64) -> Op
     candidates.iter().min_by_key(|c| c.3).map(|c| (c.0, true))
 }
 
-/// The slots a fingerprint may use in a table of `max_keys`.
-pub fn slots(fingerprint: u64, max_keys: u32) -> impl Iterator<Item = u32> {
-    let n = u64::from(max_keys.max(1));
-    let base = fingerprint % n;
-    (0..WAYS as u64)
-        .map(move |w| ((base + w) % n) as u32)
-        .take(n.min(WAYS as u64) as usize)
+/// Number of blocks of a table of `max_keys` slots.
+pub fn blocks(max_keys: u32) -> u32 {
+    (max_keys.max(1) as usize).div_ceil(BLOCK) as u32
+}
+
+/// Slots in block `block` of a table of `max_keys` (the last block may be short).
+pub fn block_len(block: u32, max_keys: u32) -> usize {
+    let start = block as usize * BLOCK;
+    (max_keys as usize).saturating_sub(start).clamp(1, BLOCK)
+}
+
+/// The block a fingerprint lives in, and the slots (indices in that block) it may use.
+pub fn place(fingerprint: u64, max_keys: u32) -> (u32, Vec<usize>) {
+    let n = u64::from(blocks(max_keys));
+    let block = (fingerprint % n) as u32;
+    let len = block_len(block, max_keys);
+    let base = ((fingerprint / n) % len as u64) as usize;
+    let ways = (0..WAYS.min(len)).map(|w| (base + w) % len).collect();
+    (block, ways)
+}
+
+/// Encodes a block of entries, each `size` bytes.
+pub fn encode_block<const N: usize>(entries: &[[u8; N]]) -> Vec<u8> {
+    entries.iter().flat_map(|e| e.iter().copied()).collect()
+}
+
+/// Splits a block into its entries' bytes; a block of the wrong size reads as `len` free slots.
+pub fn split_block(bytes: &[u8], size: usize, len: usize) -> Vec<&[u8]> {
+    if bytes.len() == size * len {
+        bytes.chunks(size).collect()
+    } else {
+        vec![&[][..]; len]
+    }
 }
 
 /// 64-bit FNV-1a of the key under a per-process seed, never 0 (0 marks a free slot). Keys come

@@ -88,6 +88,29 @@ impl PathTemplate {
     }
 }
 
+impl PathTemplate {
+    /// The names of the parameters, in order.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(p) => Some(p.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The raw (still percent-encoded) value of each parameter, for a path that matches.
+    pub fn captures<'p>(&self, path: &'p str) -> Vec<(&str, &'p str)> {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        self.segments
+            .iter()
+            .zip(rest.split('/'))
+            .filter_map(|(seg, part)| match seg {
+                Segment::Param(name) => Some((name.as_str(), part)),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+}
+
 fn is_dot_segment(part: &str) -> bool {
     let bare = part.split(';').next().unwrap_or(part);
     let mut rest = bare;

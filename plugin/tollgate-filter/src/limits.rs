@@ -1,50 +1,75 @@
 //! Rate limits and bans in the filter: keys from the request, state in shared data under
 //! compare-and-swap, so a limit holds across Envoy's workers. The arithmetic and the slot choice
-//! are `tollgate_core::limits`; this module only reads and writes the slots.
+//! are `tollgate_core::limits`; this module reads and writes the blocks of slots.
 //!
-//! Slot keys: `tg/<edge>/rl/<limit>/<slot>` and `tg/<edge>/ban/<ban>/<slot>`. The fingerprint
-//! seed is `tg/<edge>/seed`, written once per process (per `vm_id`) and read back by every worker.
+//! Block keys: `tg/<edge>/rl/<limit>/<block>` and `tg/<edge>/ban/<ban>/<block>`, each holding
+//! `BLOCK` entries. All of them are created in `on_configure` ([`prepare`]): a write to a missing
+//! key cannot be a compare-and-swap, so creating blocks while requests run could lose an update.
+//! The fingerprint seed is `tg/<edge>/seed`.
 
 use tollgate_core::limits::{
-    choose_slot, fingerprint, slots, Admission, Ban, BanEntry, LimitEntry, RateLimit,
+    block_len, blocks, choose_slot, encode_block, fingerprint, place, split_block, Admission, Ban,
+    BanEntry, LimitEntry, RateLimit,
 };
+use tollgate_core::Policy;
 
 use crate::shared::{self, Read, Unavailable, Write};
 
 /// Attempts of a compare-and-swap before the limit's failure mode applies.
 const CAS_ATTEMPTS: usize = 8;
 
-/// A slot as read: where, what, and its CAS (0 when the key does not exist yet).
-struct Slot<E> {
+/// Bytes of one rate-limit and one ban entry.
+const LIMIT_ENTRY: usize = 16;
+const BAN_ENTRY: usize = 28;
+
+fn limit_prefix(edge: &str, l: &RateLimit) -> String {
+    format!("tg/{edge}/rl/{}", l.name)
+}
+
+fn ban_prefix(edge: &str, b: &Ban) -> String {
+    format!("tg/{edge}/ban/{}", b.name)
+}
+
+/// Creates every block of every limit and ban that does not exist yet (free slots). Blocks that
+/// exist (another worker made them, or an earlier configuration) are left as they are.
+pub(crate) fn prepare(policy: &Policy) -> Result<(), Unavailable> {
+    let edge = policy.edge();
+    let tables = policy
+        .rate_limits()
+        .iter()
+        .map(|l| (limit_prefix(edge, l), l.max_keys, LIMIT_ENTRY))
+        .chain(
+            policy
+                .bans()
+                .iter()
+                .map(|b| (ban_prefix(edge, b), b.max_keys, BAN_ENTRY)),
+        );
+    for (prefix, max_keys, size) in tables {
+        for block in 0..blocks(max_keys) {
+            let key = format!("{prefix}/{block}");
+            if let Read::Missing = shared::get(&key)? {
+                let zeros = vec![0u8; size * block_len(block, max_keys)];
+                shared::set(&key, &zeros, 0)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A block as read: its key, entries' bytes and CAS.
+struct Block {
     key: String,
-    entry: E,
+    bytes: Vec<u8>,
     cas: u32,
 }
 
-/// Reads the slots a fingerprint may use, stopping at its own or at one never written. (Slots
-/// are taken in order and never deleted, so a key is never behind a never-written slot; an
-/// expired slot is written with an empty entry and does not stop the scan.)
-fn read_slots<E>(
-    prefix: &str,
-    fp: u64,
-    max_keys: u32,
-    decode: impl Fn(&[u8]) -> E,
-    owner: impl Fn(&E) -> u64,
-) -> Result<Vec<(u32, Slot<E>)>, Unavailable> {
-    let mut out = Vec::new();
-    for slot in slots(fp, max_keys) {
-        let key = format!("{prefix}/{slot}");
-        let (entry, cas) = match shared::get(&key)? {
-            Read::Found(v, cas) => (decode(&v), cas),
-            Read::Missing => (decode(&[]), 0),
-        };
-        let stop = owner(&entry) == fp || cas == 0;
-        out.push((slot, Slot { key, entry, cas }));
-        if stop {
-            break;
-        }
+fn read_block(prefix: &str, block: u32) -> Result<Block, Unavailable> {
+    let key = format!("{prefix}/{block}");
+    match shared::get(&key)? {
+        Read::Found(bytes, cas) if cas != 0 => Ok(Block { key, bytes, cas }),
+        // Every block was created at configuration; a missing one means the store was reset.
+        _ => Err(Unavailable),
     }
-    Ok(out)
 }
 
 /// What a rate-limit check found.
@@ -57,25 +82,33 @@ pub(crate) enum LimitOutcome {
 
 /// One GCRA step for `fp` against limit `l`, under compare-and-swap.
 pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> LimitOutcome {
-    let prefix = format!("tg/{edge}/rl/{}", l.name);
+    let prefix = limit_prefix(edge, l);
+    let (block, ways) = place(fp, l.max_keys);
+    let len = block_len(block, l.max_keys);
     for _ in 0..CAS_ATTEMPTS {
-        let Ok(read) = read_slots(&prefix, fp, l.max_keys, LimitEntry::decode, |e| {
-            e.fingerprint
-        }) else {
+        let Ok(b) = read_block(&prefix, block) else {
             return LimitOutcome::Failed;
         };
-        let candidates: Vec<(u32, u64, bool, u64)> = read
+        let mut entries: Vec<LimitEntry> = split_block(&b.bytes, LIMIT_ENTRY, len)
+            .into_iter()
+            .map(LimitEntry::decode)
+            .collect();
+        let candidates: Vec<(u32, u64, bool, u64)> = ways
             .iter()
-            .map(|(i, s)| (*i, s.entry.fingerprint, s.entry.idle(now), s.entry.tat))
+            .filter_map(|i| {
+                entries
+                    .get(*i)
+                    .map(|e| (*i as u32, e.fingerprint, e.idle(now), e.tat))
+            })
             .collect();
         let Some((slot, evicted)) = choose_slot(&candidates, fp) else {
             return LimitOutcome::Failed;
         };
-        let Some((_, s)) = read.iter().find(|(i, _)| *i == slot) else {
+        let Some(entry) = entries.get_mut(slot as usize) else {
             return LimitOutcome::Failed;
         };
-        let tat = if s.entry.fingerprint == fp {
-            s.entry.tat
+        let tat = if entry.fingerprint == fp {
+            entry.tat
         } else {
             0
         };
@@ -87,11 +120,12 @@ pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> 
                 evicted: false,
             };
         }
-        let entry = LimitEntry {
+        *entry = LimitEntry {
             fingerprint: fp,
             tat: admission.tat,
         };
-        match shared::set(&s.key, &entry.encode(), s.cas) {
+        let encoded: Vec<[u8; LIMIT_ENTRY]> = entries.iter().map(LimitEntry::encode).collect();
+        match shared::set(&b.key, &encode_block(&encoded), b.cas) {
             Ok(Write::Done) => return LimitOutcome::Checked { admission, evicted },
             Ok(Write::CasMismatch) => continue,
             Err(Unavailable) => return LimitOutcome::Failed,
@@ -100,14 +134,23 @@ pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> 
     LimitOutcome::Failed
 }
 
+fn ban_entries(b: &Block, len: usize) -> Vec<BanEntry> {
+    split_block(&b.bytes, BAN_ENTRY, len)
+        .into_iter()
+        .map(BanEntry::decode)
+        .collect()
+}
+
 /// Whether `fp` is banned: `Ok(Some(seconds left))`, `Ok(None)`, or the store failed.
 pub(crate) fn banned(edge: &str, b: &Ban, fp: u64, now: u64) -> Result<Option<u64>, Unavailable> {
-    let prefix = format!("tg/{edge}/ban/{}", b.name);
-    let read = read_slots(&prefix, fp, b.max_keys, BanEntry::decode, |e| e.fingerprint)?;
-    Ok(read
+    let (block, ways) = place(fp, b.max_keys);
+    let blk = read_block(&ban_prefix(edge, b), block)?;
+    let entries = ban_entries(&blk, block_len(block, b.max_keys));
+    Ok(ways
         .iter()
-        .find(|(_, s)| s.entry.fingerprint == fp)
-        .and_then(|(_, s)| b.banned(&s.entry, now)))
+        .filter_map(|i| entries.get(*i))
+        .find(|e| e.fingerprint == fp)
+        .and_then(|e| b.banned(e, now)))
 }
 
 /// What recording a counted response did.
@@ -120,31 +163,37 @@ pub(crate) struct Recorded {
 
 /// Counts one response for `fp` under compare-and-swap.
 pub(crate) fn record(edge: &str, b: &Ban, fp: u64, now: u64) -> Result<Recorded, Unavailable> {
-    let prefix = format!("tg/{edge}/ban/{}", b.name);
+    let prefix = ban_prefix(edge, b);
+    let (block, ways) = place(fp, b.max_keys);
+    let len = block_len(block, b.max_keys);
     for _ in 0..CAS_ATTEMPTS {
-        let read = read_slots(&prefix, fp, b.max_keys, BanEntry::decode, |e| e.fingerprint)?;
-        let candidates: Vec<(u32, u64, bool, u64)> = read
+        let blk = read_block(&prefix, block)?;
+        let mut entries = ban_entries(&blk, len);
+        let candidates: Vec<(u32, u64, bool, u64)> = ways
             .iter()
-            .map(|(i, s)| {
-                let e = &s.entry;
-                // Staleness: the later of its window start and its ban's end.
-                let age = e.window_start.max(e.banned_until);
-                (*i, e.fingerprint, e.idle(now, b.window), age)
+            .filter_map(|i| {
+                entries.get(*i).map(|e| {
+                    // Staleness: the later of its window start and its ban's end.
+                    let age = e.window_start.max(e.banned_until);
+                    (*i as u32, e.fingerprint, e.idle(now, b.window), age)
+                })
             })
             .collect();
         let Some((slot, evicted)) = choose_slot(&candidates, fp) else {
             return Err(Unavailable);
         };
-        let Some((_, s)) = read.iter().find(|(i, _)| *i == slot) else {
+        let Some(entry) = entries.get_mut(slot as usize) else {
             return Err(Unavailable);
         };
-        let current = if s.entry.fingerprint == fp {
-            s.entry
+        let current = if entry.fingerprint == fp {
+            *entry
         } else {
             BanEntry::default()
         };
-        let (entry, started) = b.record(&current, fp, now);
-        match shared::set(&s.key, &entry.encode(), s.cas)? {
+        let (next, started) = b.record(&current, fp, now);
+        *entry = next;
+        let encoded: Vec<[u8; BAN_ENTRY]> = entries.iter().map(BanEntry::encode).collect();
+        match shared::set(&blk.key, &encode_block(&encoded), blk.cas)? {
             Write::Done => return Ok(Recorded { started, evicted }),
             Write::CasMismatch => continue,
         }
@@ -152,24 +201,38 @@ pub(crate) fn record(edge: &str, b: &Ban, fp: u64, now: u64) -> Result<Recorded,
     Err(Unavailable)
 }
 
-/// Expires idle keys of a rate limit, `count` slots from `start`; returns how many it expired.
-/// Shared data has no delete: an expired slot holds an empty entry, free for the next key, and
-/// the table never holds more than `max_keys` entries either way.
+/// Expires idle keys of a rate limit in `count` blocks from `start`; returns how many it
+/// expired. An expired slot is free for the next key.
 pub(crate) fn expire(edge: &str, l: &RateLimit, start: u32, count: u32, now: u64) -> u32 {
-    let mut cleared = 0;
-    for i in 0..count.min(l.max_keys) {
-        let slot = (start.wrapping_add(i)) % l.max_keys.max(1);
-        let key = format!("tg/{edge}/rl/{}/{slot}", l.name);
-        if let Ok(Read::Found(v, cas)) = shared::get(&key) {
-            let e = LimitEntry::decode(&v);
+    let prefix = limit_prefix(edge, l);
+    let n = blocks(l.max_keys);
+    let mut expired = 0;
+    for i in 0..count.min(n) {
+        let block = start.wrapping_add(i) % n;
+        let Ok(b) = read_block(&prefix, block) else {
+            continue;
+        };
+        let mut entries: Vec<LimitEntry> =
+            split_block(&b.bytes, LIMIT_ENTRY, block_len(block, l.max_keys))
+                .into_iter()
+                .map(LimitEntry::decode)
+                .collect();
+        let mut changed = 0;
+        for e in entries.iter_mut() {
             if e.fingerprint != 0 && e.idle(now) {
-                if let Ok(Write::Done) = shared::set(&key, &LimitEntry::default().encode(), cas) {
-                    cleared += 1;
-                }
+                *e = LimitEntry::default();
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            let encoded: Vec<[u8; LIMIT_ENTRY]> = entries.iter().map(LimitEntry::encode).collect();
+            // Lost to a concurrent update: the next pass will see it again.
+            if let Ok(Write::Done) = shared::set(&b.key, &encode_block(&encoded), b.cas) {
+                expired += changed;
             }
         }
     }
-    cleared
+    expired
 }
 
 /// The fingerprint seed shared by this process's workers: read it, or write one and read back

@@ -26,8 +26,8 @@ pub(crate) struct Loaded {
 /// (workers that started at the same moment agree within one tick) and to expire idle keys.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Slots of each rate limit examined per tick for expiry.
-const EXPIRY_CHUNK: u32 = 256;
+/// Blocks of each rate limit examined per tick for expiry (32 slots each).
+const EXPIRY_CHUNK: u32 = 32;
 
 #[derive(Debug, Default)]
 pub(crate) struct Root {
@@ -67,6 +67,12 @@ impl RootContext for Root {
                 let metrics = Metrics::define(&policy);
                 let limited = !policy.rate_limits().is_empty() || !policy.bans().is_empty();
                 let seed = if limited {
+                    if crate::limits::prepare(&policy).is_err() {
+                        log(
+                            LogLevel::Warn,
+                            "tollgate: shared data unavailable while preparing the limits' tables; limits follow their on_failure until it recovers",
+                        );
+                    }
                     crate::limits::seed(policy.edge(), random_seed())
                 } else {
                     0
@@ -114,7 +120,7 @@ impl RootContext for Root {
                 continue;
             };
             let n = crate::limits::expire(edge, l, *cursor, EXPIRY_CHUNK, now);
-            *cursor = cursor.wrapping_add(EXPIRY_CHUNK) % l.max_keys.max(1);
+            *cursor = cursor.wrapping_add(EXPIRY_CHUNK) % tollgate_core::limits::blocks(l.max_keys);
             loaded.metrics.limit_expired(i, n);
         }
     }

@@ -91,10 +91,27 @@ fn slots_prefer_own_then_idle_then_evict_the_stalest() {
     assert_eq!(choose_slot(&c, 9), Some((2, true)), "evict the stalest");
     let c = [(1, 5, false, 30), (2, 0, true, 0)];
     assert_eq!(choose_slot(&c, 9), Some((2, false)));
-    let s: Vec<u32> = slots(13, 10).collect();
-    assert_eq!(s, vec![3, 4, 5, 6]);
-    let s: Vec<u32> = slots(9, 10).collect();
-    assert_eq!(s, vec![9, 0, 1, 2], "wraps around");
+    // 100 slots: blocks of 32, 32, 32 and 4.
+    assert_eq!(blocks(100), 4);
+    assert_eq!(block_len(3, 100), 4);
+    assert_eq!(block_len(0, 100), 32);
+    let (b, ways) = place(13, 100);
+    assert_eq!(b, 1);
+    assert_eq!(ways, vec![3, 4, 5, 6]);
+    // A short block: the ways wrap within it.
+    let (b, ways) = place(4 * 3 + 3, 100);
+    assert_eq!(b, 3);
+    assert_eq!(ways, vec![3, 0, 1, 2]);
+    // Blocks round-trip, and a garbled one reads as free slots.
+    let e = LimitEntry {
+        fingerprint: 9,
+        tat: 1,
+    }
+    .encode();
+    let bytes = encode_block(&[e, LimitEntry::default().encode()]);
+    let parts = split_block(&bytes, 16, 2);
+    assert_eq!(LimitEntry::decode(parts[0]).fingerprint, 9);
+    assert!(split_block(&bytes[1..], 16, 2).iter().all(|p| p.is_empty()));
 }
 
 #[test]
