@@ -239,10 +239,10 @@ fn a_flood_of_distinct_keys_stays_within_the_ceiling() {
             );
         }
     }
-    // 1000 slots are 32 blocks of at most 32 entries of 16 bytes, made at configuration.
+    // 1000 slots are 63 blocks of at most 16 entries of 16 bytes, made at configuration.
     let (keys, bytes) = plugin.process().shared_size("tollgate");
-    assert_eq!(keys, 32 + 1, "32 blocks and the seed");
-    assert!(bytes <= 1000 * 16 + 33 * 32, "{bytes} bytes");
+    assert_eq!(keys, 63 + 1, "63 blocks and the seed");
+    assert!(bytes <= 1000 * 16 + 64 * 32, "{bytes} bytes");
     let evicted = plugin
         .metric("tollgate.t.rate_limit.per-ip.evicted")
         .unwrap();

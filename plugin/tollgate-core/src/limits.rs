@@ -27,8 +27,9 @@ use crate::{Mode, Request, RuleId};
 /// Slots a key may use in its block, starting at its hash.
 pub const WAYS: usize = 4;
 
-/// Slots per shared-data key.
-pub const BLOCK: usize = 32;
+/// Slots per shared-data key: small enough that a request copies little (16 × 16 bytes for a
+/// rate limit), large enough that a table of 100,000 keys is 6,250 shared-data entries.
+pub const BLOCK: usize = 16;
 
 /// One part of a limit's key.
 #[derive(Clone, Debug, PartialEq, Eq)]

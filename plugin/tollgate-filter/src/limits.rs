@@ -89,26 +89,33 @@ pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> 
         let Ok(b) = read_block(&prefix, block) else {
             return LimitOutcome::Failed;
         };
-        let mut entries: Vec<LimitEntry> = split_block(&b.bytes, LIMIT_ENTRY, len)
-            .into_iter()
-            .map(LimitEntry::decode)
-            .collect();
+        let mut bytes = b.bytes;
+        if bytes.len() != LIMIT_ENTRY * len {
+            // Not a block of this table's shape: start it over, under the same CAS.
+            bytes = vec![0; LIMIT_ENTRY * len];
+        }
+        // Only the key's ways are decoded; the new entry is patched into the bytes in place.
+        let entry_at = |bytes: &[u8], i: usize| {
+            LimitEntry::decode(
+                bytes
+                    .get(i * LIMIT_ENTRY..(i + 1) * LIMIT_ENTRY)
+                    .unwrap_or(&[]),
+            )
+        };
         let candidates: Vec<(u32, u64, bool, u64)> = ways
             .iter()
-            .filter_map(|i| {
-                entries
-                    .get(*i)
-                    .map(|e| (*i as u32, e.fingerprint, e.idle(now), e.tat))
+            .map(|i| {
+                let e = entry_at(&bytes, *i);
+                (*i as u32, e.fingerprint, e.idle(now), e.tat)
             })
             .collect();
         let Some((slot, evicted)) = choose_slot(&candidates, fp) else {
             return LimitOutcome::Failed;
         };
-        let Some(entry) = entries.get_mut(slot as usize) else {
-            return LimitOutcome::Failed;
-        };
-        let tat = if entry.fingerprint == fp {
-            entry.tat
+        let slot = slot as usize;
+        let current = entry_at(&bytes, slot);
+        let tat = if current.fingerprint == fp {
+            current.tat
         } else {
             0
         };
@@ -120,12 +127,15 @@ pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> 
                 evicted: false,
             };
         }
-        *entry = LimitEntry {
+        let entry = LimitEntry {
             fingerprint: fp,
             tat: admission.tat,
         };
-        let encoded: Vec<[u8; LIMIT_ENTRY]> = entries.iter().map(LimitEntry::encode).collect();
-        match shared::set(&b.key, &encode_block(&encoded), b.cas) {
+        let Some(at) = bytes.get_mut(slot * LIMIT_ENTRY..(slot + 1) * LIMIT_ENTRY) else {
+            return LimitOutcome::Failed;
+        };
+        at.copy_from_slice(&entry.encode());
+        match shared::set(&b.key, &bytes, b.cas) {
             Ok(Write::Done) => return LimitOutcome::Checked { admission, evicted },
             Ok(Write::CasMismatch) => continue,
             Err(Unavailable) => return LimitOutcome::Failed,

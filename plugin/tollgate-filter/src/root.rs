@@ -26,7 +26,7 @@ pub(crate) struct Loaded {
 /// (workers that started at the same moment agree within one tick) and to expire idle keys.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Blocks of each rate limit examined per tick for expiry (32 slots each).
+/// Blocks of each rate limit examined per tick for expiry (16 slots each).
 const EXPIRY_CHUNK: u32 = 32;
 
 #[derive(Debug, Default)]

@@ -91,17 +91,17 @@ fn slots_prefer_own_then_idle_then_evict_the_stalest() {
     assert_eq!(choose_slot(&c, 9), Some((2, true)), "evict the stalest");
     let c = [(1, 5, false, 30), (2, 0, true, 0)];
     assert_eq!(choose_slot(&c, 9), Some((2, false)));
-    // 100 slots: blocks of 32, 32, 32 and 4.
-    assert_eq!(blocks(100), 4);
-    assert_eq!(block_len(3, 100), 4);
-    assert_eq!(block_len(0, 100), 32);
+    // 100 slots: six blocks of 16 and one of 4.
+    assert_eq!(blocks(100), 7);
+    assert_eq!(block_len(6, 100), 4);
+    assert_eq!(block_len(0, 100), 16);
+    let (b, ways) = place(37, 100);
+    assert_eq!(b, 2);
+    assert_eq!(ways, vec![5, 6, 7, 8]);
+    // The short block: the ways wrap within it.
     let (b, ways) = place(13, 100);
-    assert_eq!(b, 1);
-    assert_eq!(ways, vec![3, 4, 5, 6]);
-    // A short block: the ways wrap within it.
-    let (b, ways) = place(4 * 3 + 3, 100);
-    assert_eq!(b, 3);
-    assert_eq!(ways, vec![3, 0, 1, 2]);
+    assert_eq!(b, 6);
+    assert_eq!(ways, vec![1, 2, 3, 0]);
     // Blocks round-trip, and a garbled one reads as free slots.
     let e = LimitEntry {
         fingerprint: 9,
