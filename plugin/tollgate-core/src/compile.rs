@@ -341,6 +341,7 @@ impl Cx {
                 "routes",
                 "rate_limits",
                 "bans",
+                "validation",
             ],
         )?;
 
@@ -410,6 +411,9 @@ impl Cx {
         };
         let routing_rule = self.rule("routing".into(), routing_mode);
 
+        let defaults = self.validation_defaults(top.get("validation"));
+        let validation_rule = self.rule("validation".into(), Mode::Enforce);
+
         // Routes first: IP lists refer to them by name.
         let mut routes = Vec::new();
         let mut route_index: HashMap<String, usize> = HashMap::new();
@@ -425,7 +429,7 @@ impl Cx {
                 if let Some(name) = r.get("name").and_then(Value::as_str) {
                     route_index.entry(name.to_string()).or_insert(i);
                 }
-                if let Some(route) = self.route(r, &index("routes", i)) {
+                if let Some(route) = self.route(r, &index("routes", i), defaults, validation_rule) {
                     routes.push(route);
                 }
             }
@@ -823,7 +827,13 @@ impl Cx {
         }
     }
 
-    fn route(&mut self, v: &Value, path: &str) -> Option<Route> {
+    fn route(
+        &mut self,
+        v: &Value,
+        path: &str,
+        defaults: validation::Defaults,
+        validation_rule: RuleId,
+    ) -> Option<Route> {
         let m = self.object(
             v,
             path,
@@ -834,6 +844,7 @@ impl Cx {
                 "methods",
                 "required_headers",
                 "rate_limit_headers",
+                "validate",
                 "mode",
             ],
         )?;
@@ -923,6 +934,14 @@ impl Cx {
         }
         let mode = self.mode(m, path);
 
+        let validation = self.route_validation(
+            m.get("validate"),
+            path,
+            name.as_deref().unwrap_or("unnamed"),
+            template.as_ref(),
+            defaults,
+            validation_rule,
+        );
         let name = name?;
         let headers_rule = if required.is_empty() {
             None
@@ -937,6 +956,7 @@ impl Cx {
             required,
             headers_rule,
             rate_limit_headers,
+            validation,
         })
     }
 
@@ -1102,3 +1122,4 @@ fn host_pattern(s: &str) -> Result<Option<HostPattern>, String> {
 
 #[cfg(test)]
 mod tests;
+mod validation;

@@ -43,6 +43,8 @@ pub enum BlockKind {
     },
     /// A limit's state could not be read or written and the limit fails closed.
     LimitUnavailable,
+    /// The request is not what the route accepts (validation).
+    Invalid(crate::validate::Refusal),
     /// The body is larger than the route can read.
     BodyTooLarge {
         /// The limit, in bytes.
@@ -62,7 +64,7 @@ pub struct Block {
 impl Block {
     /// The HTTP status the client gets.
     pub fn status(&self) -> u16 {
-        match self.kind {
+        match &self.kind {
             BlockKind::ClientAddress | BlockKind::MissingHeader { .. } => 400,
             BlockKind::ClientDenied | BlockKind::ClientNotAllowed => 403,
             BlockKind::RouteNotFound => 404,
@@ -70,6 +72,7 @@ impl Block {
             BlockKind::RateLimited { .. } | BlockKind::Banned { .. } => 429,
             BlockKind::LimitUnavailable => 503,
             BlockKind::BodyTooLarge { .. } => 413,
+            BlockKind::Invalid(r) => r.status,
         }
     }
 
@@ -86,7 +89,7 @@ impl Block {
 
     /// Short, stable problem-type slug (the end of the problem `type` URI).
     pub fn slug(&self) -> &'static str {
-        match self.kind {
+        match &self.kind {
             BlockKind::ClientAddress => "client-address",
             BlockKind::ClientDenied | BlockKind::ClientNotAllowed => "client-forbidden",
             BlockKind::RouteNotFound => "route-not-found",
@@ -96,12 +99,19 @@ impl Block {
             BlockKind::Banned { .. } => "banned",
             BlockKind::LimitUnavailable => "rate-limit-unavailable",
             BlockKind::BodyTooLarge { .. } => "body-too-large",
+            BlockKind::Invalid(r) => match r.status {
+                413 => "body-too-large",
+                414 => "uri-too-long",
+                415 => "unsupported-media-type",
+                431 => "headers-too-large",
+                _ => "invalid-request",
+            },
         }
     }
 
     /// Human title of the problem type.
     pub fn title(&self) -> &'static str {
-        match self.kind {
+        match &self.kind {
             BlockKind::ClientAddress => "Client address not determined",
             BlockKind::ClientDenied | BlockKind::ClientNotAllowed => "Client not allowed",
             BlockKind::RouteNotFound => "Not found",
@@ -111,6 +121,13 @@ impl Block {
             BlockKind::Banned { .. } => "Too many failed attempts",
             BlockKind::LimitUnavailable => "Rate limiting unavailable",
             BlockKind::BodyTooLarge { .. } => "Request body too large",
+            BlockKind::Invalid(r) => match r.status {
+                413 => "Request body too large",
+                414 => "Request URI too long",
+                415 => "Unsupported media type",
+                431 => "Request headers too large",
+                _ => "Invalid request",
+            },
         }
     }
 
@@ -145,6 +162,26 @@ impl Block {
             }
             BlockKind::BodyTooLarge { max } => {
                 format!("This route accepts request bodies of at most {max} bytes.")
+            }
+            BlockKind::Invalid(r) => {
+                let Some(first) = r.problems.first() else {
+                    return "The request is not what this route accepts.".into();
+                };
+                let subject = match (first.location, first.name.is_empty()) {
+                    ("path", false) => format!("The path parameter {}", first.name),
+                    ("path", true) => "The path".into(),
+                    ("query", false) => format!("The query parameter {}", first.name),
+                    ("query", true) => "The query string".into(),
+                    ("header", false) => format!("The header {}", first.name),
+                    ("header", true) => "The request's headers".into(),
+                    (_, false) => format!("The body at {}", first.name),
+                    (_, true) => "The body".into(),
+                };
+                let more = match r.problems.len() {
+                    1 => String::new(),
+                    n => format!(" ({} more problems; see invalid_params)", n - 1),
+                };
+                format!("{subject} {}.{more}", first.reason)
             }
         }
     }
@@ -249,6 +286,11 @@ impl Policy {
                         break;
                     }
                 }
+            }
+            let rv = &route.validation;
+            let params = route.path.captures(req.path_only());
+            if let Some(refusal) = rv.check_head(req, &params) {
+                self.hit_as(v, rv.rule, rv.mode, BlockKind::Invalid(refusal))?;
             }
         }
         Ok(())

@@ -20,6 +20,7 @@ mod request;
 mod strict;
 mod structpb;
 mod template;
+pub mod validate;
 
 pub use cidr::Cidr;
 pub use compile::{load_plugin_config, Embedded};
@@ -151,6 +152,13 @@ impl Policy {
         &self.bans
     }
 
+    /// What a route accepts (its `validate` block, or the policy's defaults).
+    pub fn validation(&self, route: Option<usize>) -> Option<&validate::RouteValidation> {
+        route
+            .and_then(|r| self.routes.get(r))
+            .map(|r| &r.validation)
+    }
+
     /// Whether the route shows `RateLimit` headers on allowed responses.
     pub fn rate_limit_headers_on(&self, route: Option<usize>) -> bool {
         route
@@ -198,6 +206,7 @@ pub(crate) struct Route {
     pub(crate) required: Vec<HeaderRequirement>,
     pub(crate) headers_rule: Option<RuleId>,
     pub(crate) rate_limit_headers: bool,
+    pub(crate) validation: validate::RouteValidation,
 }
 
 /// One required header, or a set of which at least one must be present.

@@ -25,6 +25,22 @@ pub struct Problem<'a> {
     /// The request id (`x-request-id`), for support and log correlation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
+    /// For a validation refusal: every parameter found wrong, and why (RFC 9457 §3's example
+    /// extension, `in` saying where: path, query, header or body).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid_params: Vec<InvalidParam>,
+}
+
+/// One entry of `invalid_params`.
+#[derive(Debug, Serialize)]
+pub struct InvalidParam {
+    /// `path`, `query`, `header` or `body`.
+    #[serde(rename = "in")]
+    pub location: &'static str,
+    /// The parameter, header or JSON pointer (empty for the whole part).
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
 }
 
 impl<'a> Problem<'a> {
@@ -49,6 +65,18 @@ impl Policy {
             detail: block.detail(),
             rule: self.rule_name(block.rule),
             request_id,
+            invalid_params: match &block.kind {
+                crate::BlockKind::Invalid(r) => r
+                    .problems
+                    .iter()
+                    .map(|p| InvalidParam {
+                        location: p.location,
+                        name: p.name.clone(),
+                        reason: p.reason.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use tollgate_core::limits::{key_of, FailureMode, KeyContext, KeyPart, MAX_KEYED_BODY};
+use tollgate_core::validate::JsonScan;
 use tollgate_core::{parse_socket_address, sanitize_request_id, Block, BlockKind, Mode, Request};
 
 use crate::limits::{self, LimitOutcome};
@@ -27,6 +28,12 @@ struct Deferred {
     source: Option<std::net::IpAddr>,
     route: Option<usize>,
     shadowed: Vec<Block>,
+    /// The most body this request may have.
+    cap: usize,
+    /// The JSON structure scan, for routes whose bodies are JSON.
+    scan: Option<JsonScan>,
+    /// Body bytes scanned so far.
+    scanned: usize,
 }
 
 pub(crate) struct Http {
@@ -108,15 +115,22 @@ impl HttpContext for Http {
         }
         let req = Request::from_headers(&headers, source);
         let verdict = loaded.policy.decide(&req);
-        if verdict.allowed() && !end_of_stream && loaded.policy.needs_body(verdict.route) {
-            // A limit is keyed on a body field: hold the request (the bootstraps set
-            // allow_on_headers_stop_iteration, so the body still reaches this filter) and
-            // decide when the body is in.
+        let policy = &loaded.policy;
+        let rv = policy.validation(verdict.route);
+        let keyed = policy.needs_body(verdict.route);
+        if verdict.allowed() && !end_of_stream && (keyed || rv.is_some_and(|v| v.reads_body())) {
+            // The body decides (its validation, or a limit keyed on one of its fields): hold
+            // the request (the bootstraps set allow_on_headers_stop_iteration, so the body
+            // still reaches this filter) and decide as it arrives and when it is in.
+            let max = rv.map_or(usize::MAX, |v| v.max.body);
             self.deferred = Some(Deferred {
                 route: verdict.route,
                 shadowed: verdict.shadowed,
                 headers,
                 source,
+                cap: if keyed { max.min(MAX_KEYED_BODY) } else { max },
+                scan: rv.filter(|v| v.wants_json()).map(|v| JsonScan::new(v.json)),
+                scanned: 0,
             });
             return Action::Pause;
         }
@@ -128,10 +142,43 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let loaded = loaded.as_ref();
-        if self.deferred.is_none() {
+        let Some(d) = self.deferred.as_mut() else {
             return Action::Continue;
+        };
+        let rv = loaded.policy.validation(d.route);
+        // Refused as soon as it is known: over the cap, or a structure over the JSON limits.
+        let mut refusal = None;
+        if body_size > d.cap {
+            refusal = Some(match rv {
+                Some(v) if d.cap == v.max.body => {
+                    (v.rule, v.mode, BlockKind::Invalid(v.too_large(d.cap)))
+                }
+                _ => (
+                    body_rule(loaded, d.route),
+                    Mode::Enforce,
+                    BlockKind::BodyTooLarge { max: d.cap },
+                ),
+            });
+        } else if let (Some(scan), Some(v)) = (d.scan.as_mut(), rv) {
+            let fresh = hostcalls::get_buffer(
+                BufferType::HttpRequestBody,
+                d.scanned,
+                body_size.saturating_sub(d.scanned),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            d.scanned = body_size;
+            if let Err(violation) = scan.feed(&fresh) {
+                refusal = Some((
+                    v.rule,
+                    v.mode,
+                    BlockKind::Invalid(v.scan_refusal(violation)),
+                ));
+                d.scan = None;
+            }
         }
-        if body_size <= MAX_KEYED_BODY && !end_of_stream {
+        if refusal.is_none() && !end_of_stream {
             // Buffer: the next call sees the whole body so far.
             return Action::Pause;
         }
@@ -144,19 +191,30 @@ impl HttpContext for Http {
             block: None,
             shadowed: d.shadowed,
         };
-        if body_size > MAX_KEYED_BODY {
-            verdict.block = Some(Block {
-                rule: body_rule(loaded, d.route),
-                kind: BlockKind::BodyTooLarge {
-                    max: MAX_KEYED_BODY,
+        let mut body = None;
+        if refusal.is_none() {
+            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            match rv {
+                Some(v) => match v.check_body(&bytes) {
+                    Ok(parsed) => body = parsed,
+                    Err(r) => refusal = Some((v.rule, v.mode, BlockKind::Invalid(r))),
                 },
-            });
-            return self.answer(loaded, &req, verdict, LimitVerdict::default());
+                None => body = serde_json::from_slice::<serde_json::Value>(&bytes).ok(),
+            }
         }
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        if let Some((rule, mode, kind)) = refusal {
+            let block = Block { rule, kind };
+            match mode {
+                Mode::Enforce => {
+                    verdict.block = Some(block);
+                    return self.answer(loaded, &req, verdict, LimitVerdict::default());
+                }
+                Mode::Shadow => verdict.shadowed.push(block),
+            }
+        }
         self.decide(loaded, &req, verdict, body.as_ref())
     }
 
