@@ -100,6 +100,15 @@ impl Request {
             (b":scheme".to_vec(), b"http".to_vec()),
         ];
         h.extend(self.headers.iter().cloned());
+        // A body comes with its length, as an HTTP/1.1 client sends it (unless the test set
+        // its own framing header).
+        let framed = h.iter().any(|(k, _)| {
+            k.as_slice() == b"content-length" || k.as_slice() == b"transfer-encoding"
+        });
+        let len: usize = self.body.iter().map(Vec::len).sum();
+        if len > 0 && !framed {
+            h.push((b"content-length".to_vec(), len.to_string().into_bytes()));
+        }
         h
     }
 }
