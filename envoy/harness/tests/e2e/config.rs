@@ -103,7 +103,7 @@ fn a_full_policy_as_a_struct_in_the_bootstrap_is_enforced() {
     let req = |client: &str| {
         Request::new("GET", "/v1/inventory")
             .header("x-forwarded-for", client)
-            .header("x-dealer-id", "D-7")
+            .header("x-dealer-id", "D-1007")
             .header("x-api-key", "k")
     };
     assert_forwarded(&s.send(req("192.0.2.10")), "dealer");

@@ -7,9 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use tollgate_core::{Policy, Request};
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 12] = [
     ":method", ":path", ":authority", "host", "x-forwarded-for", "x-dealer-id",
-    "authorization", "x-api-key", "x-request-id", "x-client-version",
+    "authorization", "x-api-key", "x-request-id", "x-client-version", "content-type",
+    "content-length",
 ];
 
 fn policies() -> &'static [Policy; 2] {

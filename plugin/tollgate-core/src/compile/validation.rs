@@ -133,7 +133,13 @@ impl Cx {
         }
         let int = |cx: &mut Cx, key: &str| -> Option<i64> {
             let v = m.get(key)?;
-            match v.as_i64() {
+            // A protobuf Struct (Istio's pluginConfig) carries every number as a double.
+            let whole = v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            });
+            match whole {
                 Some(n) => Some(n),
                 None => {
                     cx.err(&join(path, key), "expected a whole number");

@@ -286,7 +286,16 @@ fn compile(v: &Value, path: &str, errors: &mut Vec<(String, String)>, depth: usi
     for (k, val) in map {
         let p = at(k);
         let count = |val: &Value, errors: &mut Vec<(String, String)>| -> Option<usize> {
-            let n = val.as_u64().filter(|n| *n <= 1_000_000).map(|n| n as usize);
+            // A protobuf Struct (Istio's pluginConfig) carries every number as a double.
+            let n = val
+                .as_u64()
+                .or_else(|| {
+                    val.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                        .map(|f| f as u64)
+                })
+                .filter(|n| *n <= 1_000_000)
+                .map(|n| n as usize);
             if n.is_none() {
                 errors.push((p.clone(), "expected a whole number up to 1000000".into()));
             }
@@ -444,5 +453,25 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "{want}: {errors:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod struct_numbers {
+    use super::*;
+
+    #[test]
+    fn whole_doubles_count_as_whole_numbers() {
+        // As a protobuf Struct delivers `maxLength: 5`.
+        let mut errors = Vec::new();
+        let s = Schema::compile(
+            &serde_json::json!({"type": "string", "maxLength": 5.0}),
+            "s",
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!s.validate(&serde_json::json!("toolong")).is_empty());
+        Schema::compile(&serde_json::json!({"maxLength": 5.5}), "s", &mut errors);
+        assert_eq!(errors.len(), 1);
     }
 }
