@@ -60,14 +60,20 @@ fn retail_routes_are_open_or_authenticated_as_intended() {
     }
     for (method, path) in [
         ("POST", "/v1/test-drives"),
-        ("GET", "/v1/test-drives/b-1"),
-        ("DELETE", "/v1/test-drives/b-1"),
+        (
+            "GET",
+            "/v1/test-drives/123e4567-e89b-12d3-a456-426614174000",
+        ),
+        (
+            "DELETE",
+            "/v1/test-drives/123e4567-e89b-12d3-a456-426614174000",
+        ),
         ("GET", "/v1/accounts/me"),
         ("PATCH", "/v1/accounts/me"),
         ("GET", "/v1/accounts/me/orders"),
         ("POST", "/v1/orders"),
-        ("GET", "/v1/orders/o-1"),
-        ("POST", "/v1/orders/o-1/cancel"),
+        ("GET", "/v1/orders/12345"),
+        ("POST", "/v1/orders/12345/cancel"),
     ] {
         assert_eq!(
             status(&p, &req(method, path, c, &[])),
@@ -117,7 +123,7 @@ fn retail_ip_lists_block_abuse_and_shadow_the_watchlist() {
 fn dealer_routes_need_network_id_and_credential() {
     let p = load(tollgate_policies::DEALER);
     assert_eq!(p.edge(), "dealer");
-    let creds = [("x-dealer-id", "D-1"), ("x-api-key", "k")];
+    let creds = [("x-dealer-id", "D-1001"), ("x-api-key", "k")];
     let paths = [
         ("GET", "/v1/inventory"),
         ("GET", "/v1/inventory/S-1"),
@@ -125,12 +131,18 @@ fn dealer_routes_need_network_id_and_credential() {
         ("GET", "/v1/vehicles/WVWZZZ1JZXW000001/recalls"),
         ("GET", "/v1/orders"),
         ("POST", "/v1/orders"),
-        ("GET", "/v1/orders/O-1"),
-        ("PATCH", "/v1/orders/O-1"),
+        ("GET", "/v1/orders/12345"),
+        ("PATCH", "/v1/orders/12345"),
         ("GET", "/v1/warranty-claims"),
         ("POST", "/v1/warranty-claims"),
-        ("GET", "/v1/warranty-claims/C-1"),
-        ("POST", "/v1/warranty-claims/C-1/documents"),
+        (
+            "GET",
+            "/v1/warranty-claims/123e4567-e89b-12d3-a456-426614174000",
+        ),
+        (
+            "POST",
+            "/v1/warranty-claims/123e4567-e89b-12d3-a456-426614174000/documents",
+        ),
     ];
     for (method, path) in paths {
         assert_eq!(
@@ -160,11 +172,40 @@ fn dealer_routes_need_network_id_and_credential() {
         );
     }
     assert_eq!(
-        status(&p, &req("DELETE", "/v1/orders/O-1", "192.0.2.10", &creds)),
+        status(&p, &req("DELETE", "/v1/orders/12345", "192.0.2.10", &creds)),
         405
     );
     assert_eq!(
         status(&p, &req("GET", "/v1/customers", "192.0.2.10", &creds)),
         404
+    );
+}
+
+#[test]
+fn ids_of_the_wrong_shape_are_refused_by_validation() {
+    let retail = load(tollgate_policies::RETAIL);
+    let auth = [("authorization", "Bearer t")];
+    for path in [
+        "/v1/test-drives/b-1",
+        "/v1/orders/o-1",
+        "/v1/orders/1%27%20OR%201=1",
+    ] {
+        let h = req("GET", path, "192.0.2.10", &auth);
+        let v = retail.decide(&Request::from_headers(&h, None));
+        let block = v.block.unwrap_or_else(|| panic!("{path} passed"));
+        assert_eq!(block.status(), 400, "{path}");
+        assert!(matches!(block.kind, BlockKind::Invalid(_)), "{path}");
+    }
+    let dealer = load(tollgate_policies::DEALER);
+    let h = req(
+        "GET",
+        "/v1/inventory",
+        "192.0.2.10",
+        &[("x-dealer-id", "D-1"), ("x-api-key", "k")],
+    );
+    assert_eq!(
+        status(&dealer, &h),
+        400,
+        "a dealer id is D- and four digits"
     );
 }
