@@ -15,4 +15,5 @@ mod failures;
 mod limits;
 mod probe_in_envoy;
 mod tollgate;
+mod validation;
 mod workers;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::limits::{Ban, FailureMode, KeyPart, RateLimit, WAYS};
+use crate::limits::{Ban, FailureMode, KeyPart, RateLimit, BLOCK, WAYS};
 use crate::structpb::decode_struct;
 use crate::{
     cidr::Cidr, method_bit, HeaderRequirement, HostPattern, IpList, Mode, PathTemplate, Policy,
@@ -581,7 +581,8 @@ impl Cx {
             Some(v) => {
                 let p = join(path, "max_keys");
                 match self.uint(v, &p, u64::from(MAX_MAX_KEYS)) {
-                    Some(n) if n >= WAYS as u64 => n as u32,
+                    // Rounded up to whole blocks, so no block is too short for a key's ways.
+                    Some(n) if n >= WAYS as u64 => (n as u32).div_ceil(BLOCK as u32) * BLOCK as u32,
                     Some(_) => {
                         self.err(&p, format!("max_keys must be at least {WAYS}"));
                         DEFAULT_MAX_KEYS
@@ -658,6 +659,18 @@ impl Cx {
         let mode = self.mode(m, path);
         let name = name?;
         let (requests, period_secs) = rate?;
+        let interval = (period_secs * 1_000_000_000 / requests).max(1);
+        // The burst's time must fit in the clock's range (it would saturate and admit anything).
+        if burst.is_some_and(|b| {
+            b.checked_mul(interval)
+                .is_none_or(|t| t > 100 * 365 * 86_400 * 1_000_000_000)
+        }) {
+            self.err(
+                &join(path, "burst"),
+                "burst × (period / rate) is over 100 years: lower the burst or raise the rate",
+            );
+            return None;
+        }
         let rule = self.rule(format!("rate_limit.{name}"), mode);
         Some(RateLimit {
             name,
@@ -666,7 +679,7 @@ impl Cx {
             key,
             requests,
             period_secs,
-            interval: (period_secs * 1_000_000_000 / requests).max(1),
+            interval,
             burst: burst.filter(|b| *b > 0)?,
             routes: match routes {
                 Some(r) => Some(r?),

@@ -50,8 +50,9 @@ pub enum KeyPart {
     /// `connection.uri_san_peer_certificate`).
     PeerIdentity,
     /// A top-level string field of the JSON request body (e.g. the account a login names),
-    /// trimmed and lower-cased. The filter holds the request until the body is in, reading at
-    /// most [`MAX_KEYED_BODY`] bytes (a larger body is refused with 413).
+    /// trimmed and lower-cased; requests without it share one bucket. The filter holds the
+    /// request until the body is in, reading at most [`MAX_KEYED_BODY`] bytes (a larger body is
+    /// refused with 413).
     BodyField(String),
 }
 
@@ -445,11 +446,18 @@ pub fn key_of(parts: &[KeyPart], req: &Request<'_>, cx: &KeyContext<'_>) -> Opti
                 out.extend_from_slice(id.as_bytes());
             }
             KeyPart::BodyField(field) => {
-                let v = cx.body?.get(field)?.as_str()?.trim();
-                if v.is_empty() {
-                    return None;
+                // A body without the field (or none at all, or not JSON) shares one bucket:
+                // leaving the field out must not be a way around the limit.
+                match cx
+                    .body
+                    .and_then(|b| b.get(field))
+                    .and_then(|v| v.as_str())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                {
+                    Some(v) => out.extend_from_slice(v.to_lowercase().as_bytes()),
+                    None => out.extend_from_slice(b"\x00(missing)"),
                 }
-                out.extend_from_slice(v.to_lowercase().as_bytes());
             }
         }
     }

@@ -21,6 +21,9 @@ pub struct Request<'a> {
     pub headers: &'a HeaderList,
     /// The connection's source address, when the host gave it.
     pub source: Option<IpAddr>,
+    /// Whether a body follows the headers. From the framing headers by default; the filter sets
+    /// it from Envoy's end-of-stream flag, which also covers HTTP/2 bodies without a length.
+    pub body_expected: bool,
 }
 
 impl<'a> Request<'a> {
@@ -35,13 +38,24 @@ impl<'a> Request<'a> {
         if authority.is_empty() {
             authority = text("host");
         }
+        let framed = first(headers, "transfer-encoding").is_some()
+            || first(headers, "content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .is_some_and(|v| v.trim() != "0");
         Request {
             method: text(":method"),
             authority,
             path: text(":path"),
             headers,
             source,
+            body_expected: framed,
         }
+    }
+
+    /// The same request, with whether a body follows known for certain.
+    pub fn with_body(mut self, body_expected: bool) -> Self {
+        self.body_expected = body_expected;
+        self
     }
 
     /// The path without its query string.

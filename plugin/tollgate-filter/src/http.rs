@@ -32,8 +32,10 @@ struct Deferred {
     cap: usize,
     /// The JSON structure scan, for routes whose bodies are JSON.
     scan: Option<JsonScan>,
-    /// Body bytes scanned so far.
+    /// Body bytes read so far.
     scanned: usize,
+    /// The body so far (at most `cap` bytes): read once, chunk by chunk.
+    body: Vec<u8>,
 }
 
 pub(crate) struct Http {
@@ -113,15 +115,21 @@ impl HttpContext for Http {
             // problem formatting for Envoy's own refusals, and must not travel upstream.
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, REFUSED_MARK);
         }
-        let req = Request::from_headers(&headers, source);
+        let req = Request::from_headers(&headers, source).with_body(!end_of_stream);
         let verdict = loaded.policy.decide(&req);
         let policy = &loaded.policy;
         let rv = policy.validation(verdict.route);
         let keyed = policy.needs_body(verdict.route);
-        if verdict.allowed() && !end_of_stream && (keyed || rv.is_some_and(|v| v.reads_body())) {
-            // The body decides (its validation, or a limit keyed on one of its fields): hold
-            // the request (the bootstraps set allow_on_headers_stop_iteration, so the body
-            // still reaches this filter) and decide as it arrives and when it is in.
+        // A body without a declared length (chunked, or HTTP/2) is counted as it arrives, so the
+        // route's cap holds for it too.
+        let unframed = req.header("content-length").is_none();
+        if verdict.allowed()
+            && !end_of_stream
+            && (keyed || unframed || rv.is_some_and(|v| v.reads_body()))
+        {
+            // The body decides (its validation, its size, or a limit keyed on one of its
+            // fields): hold the request (the bootstraps set allow_on_headers_stop_iteration, so
+            // the body still reaches this filter) and decide as it arrives and when it is in.
             let max = rv.map_or(usize::MAX, |v| v.max.body);
             self.deferred = Some(Deferred {
                 route: verdict.route,
@@ -131,6 +139,7 @@ impl HttpContext for Http {
                 cap: if keyed { max.min(MAX_KEYED_BODY) } else { max },
                 scan: rv.filter(|v| v.wants_json()).map(|v| JsonScan::new(v.json)),
                 scanned: 0,
+                body: Vec::new(),
             });
             return Action::Pause;
         }
@@ -159,7 +168,9 @@ impl HttpContext for Http {
                     BlockKind::BodyTooLarge { max: d.cap },
                 ),
             });
-        } else if let (Some(scan), Some(v)) = (d.scan.as_mut(), rv) {
+        } else {
+            // Only the bytes that arrived since the last call (Envoy hands over the whole
+            // buffer each time while it buffers).
             let fresh = hostcalls::get_buffer(
                 BufferType::HttpRequestBody,
                 d.scanned,
@@ -169,53 +180,35 @@ impl HttpContext for Http {
             .flatten()
             .unwrap_or_default();
             d.scanned = body_size;
-            if let Err(violation) = scan.feed(&fresh) {
-                refusal = Some((
-                    v.rule,
-                    v.mode,
-                    BlockKind::Invalid(v.scan_refusal(violation)),
-                ));
-                d.scan = None;
+            d.body.extend_from_slice(&fresh);
+            if let (Some(scan), Some(v)) = (d.scan.as_mut(), rv) {
+                if let Err(violation) = scan.feed(&fresh) {
+                    refusal = Some((
+                        v.rule,
+                        v.mode,
+                        BlockKind::Invalid(v.scan_refusal(violation)),
+                    ));
+                    d.scan = None;
+                }
             }
         }
         if refusal.is_none() && !end_of_stream {
             // Buffer: the next call sees the whole body so far.
             return Action::Pause;
         }
-        let Some(d) = self.deferred.take() else {
+        self.finish_body(loaded, refusal)
+    }
+
+    /// Trailers end a body too: a request held for its body is decided here if the body did
+    /// not end the stream (otherwise trailers would carry it past every body check).
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(loaded) = self.loaded.clone() else {
             return Action::Continue;
         };
-        let req = Request::from_headers(&d.headers, d.source);
-        let mut verdict = tollgate_core::Verdict {
-            route: d.route,
-            block: None,
-            shadowed: d.shadowed,
-        };
-        let mut body = None;
-        if refusal.is_none() {
-            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            match rv {
-                Some(v) => match v.check_body(&bytes) {
-                    Ok(parsed) => body = parsed,
-                    Err(r) => refusal = Some((v.rule, v.mode, BlockKind::Invalid(r))),
-                },
-                None => body = serde_json::from_slice::<serde_json::Value>(&bytes).ok(),
-            }
+        if self.deferred.is_none() {
+            return Action::Continue;
         }
-        if let Some((rule, mode, kind)) = refusal {
-            let block = Block { rule, kind };
-            match mode {
-                Mode::Enforce => {
-                    verdict.block = Some(block);
-                    return self.answer(loaded, &req, verdict, LimitVerdict::default());
-                }
-                Mode::Shadow => verdict.shadowed.push(block),
-            }
-        }
-        self.decide(loaded, &req, verdict, body.as_ref())
+        self.finish_body(loaded.as_ref(), None)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -235,6 +228,45 @@ impl HttpContext for Http {
 }
 
 impl Http {
+    /// Decides a held request once its body is complete (or refused on the way).
+    fn finish_body(
+        &mut self,
+        loaded: &Loaded,
+        mut refusal: Option<(tollgate_core::RuleId, Mode, BlockKind)>,
+    ) -> Action {
+        let Some(d) = self.deferred.take() else {
+            return Action::Continue;
+        };
+        let rv = loaded.policy.validation(d.route);
+        let req = Request::from_headers(&d.headers, d.source).with_body(true);
+        let mut verdict = tollgate_core::Verdict {
+            route: d.route,
+            block: None,
+            shadowed: d.shadowed,
+        };
+        let mut body = None;
+        if refusal.is_none() {
+            match rv {
+                Some(v) if v.reads_body() => match v.check_body(&d.body) {
+                    Ok(parsed) => body = parsed,
+                    Err(r) => refusal = Some((v.rule, v.mode, BlockKind::Invalid(r))),
+                },
+                _ => body = serde_json::from_slice::<serde_json::Value>(&d.body).ok(),
+            }
+        }
+        if let Some((rule, mode, kind)) = refusal {
+            let block = Block { rule, kind };
+            match mode {
+                Mode::Enforce => {
+                    verdict.block = Some(block);
+                    return self.answer(loaded, &req, verdict, LimitVerdict::default());
+                }
+                Mode::Shadow => verdict.shadowed.push(block),
+            }
+        }
+        self.decide(loaded, &req, verdict, body.as_ref())
+    }
+
     /// Bans and limits for a request the policy allowed, then the answer.
     fn decide(
         &mut self,
@@ -337,7 +369,36 @@ impl Http {
         if bans.is_empty() && limits.is_empty() {
             return out;
         }
+        // Without a clock no limit can be checked: each follows its failure mode.
         let Some(now) = shared::now() else {
+            for i in bans {
+                if let Some(b) = policy.bans().get(i) {
+                    loaded.metrics.ban_failure(i, b.on_failure);
+                    if b.on_failure == FailureMode::Closed {
+                        let block = Block {
+                            rule: b.rule,
+                            kind: BlockKind::LimitUnavailable,
+                        };
+                        if out.hit(b.mode, block) {
+                            return out;
+                        }
+                    }
+                }
+            }
+            for (i, _) in limits {
+                if let Some(l) = policy.rate_limits().get(i) {
+                    loaded.metrics.limit_failure(i, l.on_failure);
+                    if l.on_failure == FailureMode::Closed {
+                        let block = Block {
+                            rule: l.rule,
+                            kind: BlockKind::LimitUnavailable,
+                        };
+                        if out.hit(l.mode, block) {
+                            return out;
+                        }
+                    }
+                }
+            }
             return out;
         };
         let needs = |part: &KeyPart| {
@@ -404,6 +465,8 @@ impl Http {
             }
         }
 
+        // First decide every limit without charging any; charge only if all admit.
+        let mut planned = Vec::new();
         for (i, cost) in limits {
             let Some(l) = policy.rate_limits().get(i) else {
                 continue;
@@ -412,7 +475,45 @@ impl Http {
                 continue;
             };
             let fp = limits::fp(seed, &key);
-            match limits::check(edge, l, fp, cost, now) {
+            match limits::plan(edge, l, fp, cost, now) {
+                Ok(p) if p.admission.allowed => planned.push((i, fp, cost, p)),
+                Ok(p) => {
+                    out.policy.push(l.policy_header());
+                    out.state.push(l.state_header(&p.admission));
+                    let block = Block {
+                        rule: l.rule,
+                        kind: BlockKind::RateLimited {
+                            retry_after: p.admission.retry_after_secs,
+                        },
+                    };
+                    if l.mode == Mode::Enforce {
+                        loaded.metrics.limit_limited(i);
+                    }
+                    if out.hit(l.mode, block) {
+                        return out;
+                    }
+                }
+                Err(_) => {
+                    if self.limit_failed(loaded, i, &mut out) {
+                        return out;
+                    }
+                }
+            }
+        }
+        for (i, fp, cost, p) in planned {
+            let Some(l) = policy.rate_limits().get(i) else {
+                continue;
+            };
+            // Written as planned, or (if the block changed meanwhile) decided again.
+            let outcome = match limits::commit(&p) {
+                Ok(true) => LimitOutcome::Checked {
+                    admission: p.admission,
+                    evicted: p.evicted,
+                },
+                Ok(false) => limits::check(edge, l, fp, cost, now),
+                Err(_) => LimitOutcome::Failed,
+            };
+            match outcome {
                 LimitOutcome::Checked { admission, evicted } => {
                     if evicted {
                         loaded.metrics.limit_evicted(i);
@@ -422,6 +523,7 @@ impl Http {
                     if admission.allowed {
                         loaded.metrics.limit_allowed(i);
                     } else {
+                        // Lost a race after planning: refused now.
                         let block = Block {
                             rule: l.rule,
                             kind: BlockKind::RateLimited {
@@ -437,20 +539,30 @@ impl Http {
                     }
                 }
                 LimitOutcome::Failed => {
-                    loaded.metrics.limit_failure(i, l.on_failure);
-                    if l.on_failure == FailureMode::Closed {
-                        let block = Block {
-                            rule: l.rule,
-                            kind: BlockKind::LimitUnavailable,
-                        };
-                        if out.hit(l.mode, block) {
-                            return out;
-                        }
+                    if self.limit_failed(loaded, i, &mut out) {
+                        return out;
                     }
                 }
             }
         }
         out
+    }
+
+    /// A limit's state could not be used: count it, and refuse if it fails closed. Returns
+    /// whether the request is refused.
+    fn limit_failed(&self, loaded: &Loaded, i: usize, out: &mut LimitVerdict) -> bool {
+        let Some(l) = loaded.policy.rate_limits().get(i) else {
+            return false;
+        };
+        loaded.metrics.limit_failure(i, l.on_failure);
+        if l.on_failure != FailureMode::Closed {
+            return false;
+        }
+        let block = Block {
+            rule: l.rule,
+            kind: BlockKind::LimitUnavailable,
+        };
+        out.hit(l.mode, block)
     }
 
     /// Counts the upstream's answer for the bans that apply.

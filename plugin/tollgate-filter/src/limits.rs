@@ -80,6 +80,83 @@ pub(crate) enum LimitOutcome {
     Failed,
 }
 
+/// A GCRA step read but not yet written: the block as read, with the key's new entry patched in.
+pub(crate) struct Plan {
+    key: String,
+    bytes: Vec<u8>,
+    cas: u32,
+    /// What the step decided.
+    pub(crate) admission: Admission,
+    /// Taking the slot evicts a live key.
+    pub(crate) evicted: bool,
+}
+
+/// Reads the key's block and decides, without writing: several limits on one request are all
+/// decided before any is charged, so a request refused by one costs the others nothing.
+pub(crate) fn plan(
+    edge: &str,
+    l: &RateLimit,
+    fp: u64,
+    cost: u64,
+    now: u64,
+) -> Result<Plan, Unavailable> {
+    let (block, ways) = place(fp, l.max_keys);
+    let len = block_len(block, l.max_keys);
+    let b = read_block(&limit_prefix(edge, l), block)?;
+    let mut bytes = b.bytes;
+    if bytes.len() != LIMIT_ENTRY * len {
+        bytes = vec![0; LIMIT_ENTRY * len];
+    }
+    let entry_at = |bytes: &[u8], i: usize| {
+        LimitEntry::decode(
+            bytes
+                .get(i * LIMIT_ENTRY..(i + 1) * LIMIT_ENTRY)
+                .unwrap_or(&[]),
+        )
+    };
+    let candidates: Vec<(u32, u64, bool, u64)> = ways
+        .iter()
+        .map(|i| {
+            let e = entry_at(&bytes, *i);
+            (*i as u32, e.fingerprint, e.idle(now), e.tat)
+        })
+        .collect();
+    let (slot, evicted) = choose_slot(&candidates, fp).ok_or(Unavailable)?;
+    let slot = slot as usize;
+    let current = entry_at(&bytes, slot);
+    let tat = if current.fingerprint == fp {
+        current.tat
+    } else {
+        0
+    };
+    let admission = l.admit(tat, now, cost);
+    if admission.allowed {
+        let entry = LimitEntry {
+            fingerprint: fp,
+            tat: admission.tat,
+        };
+        bytes
+            .get_mut(slot * LIMIT_ENTRY..(slot + 1) * LIMIT_ENTRY)
+            .ok_or(Unavailable)?
+            .copy_from_slice(&entry.encode());
+    }
+    Ok(Plan {
+        key: b.key,
+        bytes,
+        cas: b.cas,
+        admission,
+        evicted: evicted && admission.allowed,
+    })
+}
+
+/// Writes a plan that admitted; `Ok(false)` if the block changed since it was read.
+pub(crate) fn commit(p: &Plan) -> Result<bool, Unavailable> {
+    match shared::set(&p.key, &p.bytes, p.cas)? {
+        Write::Done => Ok(true),
+        Write::CasMismatch => Ok(false),
+    }
+}
+
 /// One GCRA step for `fp` against limit `l`, under compare-and-swap.
 pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> LimitOutcome {
     let prefix = limit_prefix(edge, l);
@@ -249,17 +326,20 @@ pub(crate) fn expire(edge: &str, l: &RateLimit, start: u32, count: u32, now: u64
 /// whatever won.
 pub(crate) fn seed(edge: &str, candidate: u64) -> u64 {
     let key = format!("tg/{edge}/seed");
-    let read = |k: &str| match shared::get(k) {
-        Ok(Read::Found(v, _)) => <[u8; 8]>::try_from(v.as_slice())
-            .ok()
-            .map(u64::from_le_bytes),
-        _ => None,
-    };
-    if let Some(s) = read(&key) {
-        return s;
+    let decode = |v: &[u8]| <[u8; 8]>::try_from(v).ok().map(u64::from_le_bytes);
+    match shared::get(&key) {
+        Ok(Read::Found(v, _)) => decode(&v).unwrap_or(candidate),
+        // Written only when missing: a failed read must not replace the seed every worker
+        // uses (that would rehash every key and lift every ban).
+        Ok(Read::Missing) => {
+            let _ = shared::set(&key, &candidate.to_le_bytes(), 0);
+            match shared::get(&key) {
+                Ok(Read::Found(v, _)) => decode(&v).unwrap_or(candidate),
+                _ => candidate,
+            }
+        }
+        Err(_) => candidate,
     }
-    let _ = shared::set(&key, &candidate.to_le_bytes(), 0);
-    read(&key).unwrap_or(candidate)
 }
 
 /// The fingerprint of a key under the seed.

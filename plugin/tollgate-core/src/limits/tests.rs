@@ -180,10 +180,12 @@ fn keys_combine_parts_and_skip_requests_lacking_one() {
         key_of(&email, &Request::from_headers(&h, None), &cx).unwrap(),
         b"o'brien@example.com"
     );
+    // A field that is not text (or absent) shares the one "missing" bucket, so leaving it out
+    // is no way around the limit.
     let not_text = vec![KeyPart::BodyField("n".into())];
     assert_eq!(
-        key_of(&not_text, &Request::from_headers(&h, None), &cx),
-        None
+        key_of(&not_text, &Request::from_headers(&h, None), &cx).unwrap(),
+        b"\x00(missing)"
     );
     let parts = vec![KeyPart::ClientIp, KeyPart::Header("x-dealer-id".into())];
     assert_eq!(key_of(&parts, &r, &cx).unwrap(), b"192.0.2.1\x1fD-1");
@@ -255,4 +257,23 @@ fn policies_with_limits_compile_and_report_every_error() {
     ] {
         assert!(paths.contains(&want), "missing {want} in {errors:?}");
     }
+}
+
+#[test]
+fn a_burst_whose_time_overflows_is_refused_and_tables_are_whole_blocks() {
+    let over = r#"{"version":"v","edge":"e","routes":[{"name":"a","path":"/a","methods":["GET"]}],
+      "rate_limits":[{"name":"slow","key":["client_ip"],"rate":"1/d","burst":300000}]}"#;
+    let errors = Policy::from_json(over).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.path == "rate_limits[0].burst"),
+        "{errors:?}"
+    );
+    let odd = r#"{"version":"v","edge":"e","routes":[{"name":"a","path":"/a","methods":["GET"]}],
+      "rate_limits":[{"name":"l","key":["client_ip"],"rate":"1/s","burst":1,"max_keys":10001}]}"#;
+    let p = Policy::from_json(odd).unwrap();
+    assert_eq!(
+        p.rate_limits()[0].max_keys,
+        10_016,
+        "rounded up to whole blocks of 16"
+    );
 }

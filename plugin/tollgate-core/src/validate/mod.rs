@@ -265,6 +265,17 @@ impl RouteValidation {
         }
         self.check_query(query, &mut problems);
         for (name, p) in &self.headers {
+            // A second copy could carry what the first one's check let through.
+            if req
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .count()
+                > 1
+            {
+                problems.push(invalid("header", name, "may appear only once"));
+                continue;
+            }
             match req.header(name) {
                 None if p.required => problems.push(invalid("header", name, "is required")),
                 None => {}
@@ -340,12 +351,23 @@ impl RouteValidation {
                 )],
             });
         }
+        // Duplicate members are refused: a backend that keeps the first copy would see another
+        // body than the one checked here (which keeps the last).
+        let parsed = std::str::from_utf8(body)
+            .map_err(|_| None)
+            .and_then(|t| crate::strict::from_str(t).map_err(Some));
         if !self.wants_json() {
-            return Ok(serde_json::from_slice(body).ok());
+            return Ok(parsed.ok());
         }
-        let value: serde_json::Value = match serde_json::from_slice(body) {
+        let value: serde_json::Value = match parsed {
             Ok(v) => v,
-            Err(e) => {
+            Err(None) => {
+                return Err(Refusal {
+                    status: 400,
+                    problems: vec![invalid("body", "", "is not UTF-8 text")],
+                })
+            }
+            Err(Some(e)) => {
                 return Err(Refusal {
                     status: 400,
                     problems: vec![invalid(
@@ -395,13 +417,9 @@ impl RouteValidation {
     }
 }
 
-/// Whether a request announces a body.
+/// Whether a body follows the request's headers.
 pub fn has_body(req: &Request<'_>) -> bool {
-    req.header("transfer-encoding").is_some()
-        || req
-            .header("content-length")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .is_some_and(|v| v.trim() != "0")
+    req.body_expected
 }
 
 #[cfg(test)]

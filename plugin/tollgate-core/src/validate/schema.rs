@@ -250,6 +250,13 @@ impl Schema {
     }
 }
 
+fn whole_as_integer(v: &Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+        _ => v.clone(),
+    }
+}
+
 fn fmt_num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
@@ -368,7 +375,10 @@ fn compile(v: &Value, path: &str, errors: &mut Vec<(String, String)>, depth: usi
                 }
             }
             "enum" => match val.as_array() {
-                Some(list) if !list.is_empty() => s.enumeration = Some(list.clone()),
+                Some(list) if !list.is_empty() => {
+                    // A protobuf Struct turns 1 into 1.0; bodies say 1.
+                    s.enumeration = Some(list.iter().map(whole_as_integer).collect())
+                }
                 _ => errors.push((p, "expected a non-empty list of values".into())),
             },
             "minimum" | "maximum" => match val.as_f64() {
@@ -473,5 +483,19 @@ mod struct_numbers {
         assert!(!s.validate(&serde_json::json!("toolong")).is_empty());
         Schema::compile(&serde_json::json!({"maxLength": 5.5}), "s", &mut errors);
         assert_eq!(errors.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod struct_enums {
+    use super::*;
+
+    #[test]
+    fn a_numeric_enum_from_a_struct_matches_integers() {
+        let mut errors = Vec::new();
+        let s = Schema::compile(&serde_json::json!({"enum": [1.0, 2.0]}), "s", &mut errors);
+        assert!(errors.is_empty());
+        assert!(s.validate(&serde_json::json!(1)).is_empty());
+        assert!(!s.validate(&serde_json::json!(3)).is_empty());
     }
 }

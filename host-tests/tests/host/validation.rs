@@ -1,0 +1,143 @@
+//! Request validation and body handling of the real filter, in the host: the ways around the
+//! checks that a review found, each pinned.
+
+use host_tests::{Plugin, PluginOptions, PluginSpec, Request};
+
+use crate::common::tollgate;
+
+fn start(json: &str) -> Plugin {
+    Plugin::start(
+        &tollgate(),
+        PluginOptions::new(PluginSpec::new(json)).edge(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const POLICY: &str = r#"{"version":"v","edge":"t","client_ip":{"trusted_hops":1},
+  "validation":{"max":{"body":1000}},
+  "routes":[
+    {"name":"claims","path":"/claims","methods":["POST"],
+     "validate":{"content_types":["application/json"],"headers":{"x-dealer-id":{"type":"string","pattern":"D-[0-9]{4}"}},
+                 "schema":{"type":"object","required":["vin"],"additionalProperties":false,
+                           "properties":{"vin":{"type":"string","format":"vin"},"note":{"type":"string"}}}}},
+    {"name":"docs","path":"/docs","methods":["POST"]},
+    {"name":"login","path":"/login","methods":["POST"]},
+    {"name":"items","path":"/items","methods":["GET"]}],
+  "rate_limits":[
+    {"name":"per-account","key":[{"body_field":"email"}],"rate":"1/h","burst":2,"routes":["login"]},
+    {"name":"per-dealer","key":[{"header":"x-dealer-id"}],"rate":"1/h","burst":3,"routes":["items"]},
+    {"name":"per-ip","key":["client_ip"],"rate":"1/h","burst":1,"routes":["items"]}]}"#;
+
+fn post(path: &str, body: &str) -> Request {
+    Request::new("POST", path)
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+#[test]
+fn a_body_followed_by_trailers_is_still_checked() {
+    let mut p = start(POLICY);
+    let bad = post("/claims", r#"{"vin":"not a vin"}"#)
+        .header("x-dealer-id", "D-1001")
+        .trailer("x-checksum", "1");
+    let ex = p.send(bad);
+    assert_eq!(ex.status(), Some(400), "{ex:?}");
+    assert!(ex.forwarded.is_none());
+    let good = post("/claims", r#"{"vin":"WVWZZZ1JZXW000001"}"#)
+        .header("x-dealer-id", "D-1001")
+        .trailer("x-checksum", "1");
+    let ex = p.send(good);
+    assert_eq!(ex.status(), Some(200), "{ex:?}");
+    let f = ex.forwarded.unwrap();
+    assert_eq!(f.body, br#"{"vin":"WVWZZZ1JZXW000001"}"#);
+    assert!(f.trailers.is_some());
+}
+
+#[test]
+fn a_body_without_a_length_is_capped_as_it_arrives() {
+    let mut p = start(POLICY);
+    let chunked = |n: usize| {
+        Request::new("POST", "/docs")
+            .header("x-forwarded-for", "192.0.2.1")
+            .header("transfer-encoding", "chunked")
+            .chunks(vec![vec![b'x'; n / 2], vec![b'x'; n - n / 2]])
+    };
+    assert_eq!(p.send(chunked(900)).status(), Some(200));
+    let ex = p.send(chunked(1200));
+    assert_eq!(ex.status(), Some(413));
+    assert!(ex.forwarded.is_none());
+}
+
+#[test]
+fn duplicate_members_and_repeated_headers_are_refused() {
+    let mut p = start(POLICY);
+    let ex = p.send(
+        post("/claims", r#"{"vin":"WVWZZZ1JZXW000001","vin":"x"}"#).header("x-dealer-id", "D-1001"),
+    );
+    assert_eq!(
+        ex.status(),
+        Some(400),
+        "a backend keeping the first copy would see another body"
+    );
+    let ex = p.send(
+        post("/claims", r#"{"vin":"WVWZZZ1JZXW000001"}"#)
+            .header("x-dealer-id", "D-1001")
+            .header("x-dealer-id", "../../etc"),
+    );
+    assert_eq!(ex.status(), Some(400));
+    let body = ex.response.unwrap().json().unwrap();
+    assert_eq!(body["invalid_params"][0]["reason"], "may appear only once");
+}
+
+#[test]
+fn leaving_out_the_keyed_field_does_not_escape_the_limit() {
+    let mut p = start(POLICY);
+    // Without the email (or with it in another shape) requests share one bucket of 2.
+    for (i, body) in [
+        r#"{"user":"victim"}"#,
+        r#"{"email":["victim"]}"#,
+        "not json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let expect = if i < 2 { 200 } else { 429 };
+        assert_eq!(
+            p.send(post("/login", body)).status(),
+            Some(expect),
+            "{body}"
+        );
+    }
+    // Named accounts have their own.
+    assert_eq!(
+        p.send(post("/login", r#"{"email":"ann@example.com"}"#))
+            .status(),
+        Some(200)
+    );
+}
+
+#[test]
+fn a_request_refused_by_one_limit_costs_the_others_nothing() {
+    let mut p = start(POLICY);
+    let get = |ip: &str| {
+        Request::new("GET", "/items")
+            .header("x-forwarded-for", ip)
+            .header("x-dealer-id", "D-1001")
+    };
+    assert_eq!(p.send(get("192.0.2.1")).status(), Some(200));
+    // Refused by the per-IP limit (burst 1): the per-dealer limit, checked first, is not charged.
+    let ex = p.send(get("192.0.2.1"));
+    assert_eq!(ex.status(), Some(429));
+    assert_eq!(
+        ex.response.unwrap().json().unwrap()["rule"],
+        "rate_limit.per-ip"
+    );
+    let ex = p.send(get("192.0.2.2"));
+    assert_eq!(ex.status(), Some(200));
+    let state = ex.response.unwrap().header("ratelimit").unwrap().to_owned();
+    assert!(
+        state.starts_with("\"per-dealer\";r=1;"),
+        "two of the dealer's three used, not three: {state}"
+    );
+}
