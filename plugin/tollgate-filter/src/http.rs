@@ -372,31 +372,13 @@ impl Http {
         // Without a clock no limit can be checked: each follows its failure mode.
         let Some(now) = shared::now() else {
             for i in bans {
-                if let Some(b) = policy.bans().get(i) {
-                    loaded.metrics.ban_failure(i, b.on_failure);
-                    if b.on_failure == FailureMode::Closed {
-                        let block = Block {
-                            rule: b.rule,
-                            kind: BlockKind::LimitUnavailable,
-                        };
-                        if out.hit(b.mode, block) {
-                            return out;
-                        }
-                    }
+                if self.ban_failed(loaded, i, &mut out) {
+                    return out;
                 }
             }
             for (i, _) in limits {
-                if let Some(l) = policy.rate_limits().get(i) {
-                    loaded.metrics.limit_failure(i, l.on_failure);
-                    if l.on_failure == FailureMode::Closed {
-                        let block = Block {
-                            rule: l.rule,
-                            kind: BlockKind::LimitUnavailable,
-                        };
-                        if out.hit(l.mode, block) {
-                            return out;
-                        }
-                    }
+                if self.limit_failed(loaded, i, &mut out) {
+                    return out;
                 }
             }
             return out;
@@ -451,15 +433,8 @@ impl Http {
                     }
                 }
                 Err(_) => {
-                    loaded.metrics.ban_failure(i, b.on_failure);
-                    if b.on_failure == FailureMode::Closed {
-                        let block = Block {
-                            rule: b.rule,
-                            kind: BlockKind::LimitUnavailable,
-                        };
-                        if out.hit(b.mode, block) {
-                            return out;
-                        }
+                    if self.ban_failed(loaded, i, &mut out) {
+                        return out;
                     }
                 }
             }
@@ -555,14 +530,16 @@ impl Http {
             return false;
         };
         loaded.metrics.limit_failure(i, l.on_failure);
-        if l.on_failure != FailureMode::Closed {
+        failed_closed(out, l.rule, l.mode, l.on_failure)
+    }
+
+    /// As `limit_failed`, for a ban.
+    fn ban_failed(&self, loaded: &Loaded, i: usize, out: &mut LimitVerdict) -> bool {
+        let Some(b) = loaded.policy.bans().get(i) else {
             return false;
-        }
-        let block = Block {
-            rule: l.rule,
-            kind: BlockKind::LimitUnavailable,
         };
-        out.hit(l.mode, block)
+        loaded.metrics.ban_failure(i, b.on_failure);
+        failed_closed(out, b.rule, b.mode, b.on_failure)
     }
 
     /// Counts the upstream's answer for the bans that apply.
@@ -602,6 +579,23 @@ impl Http {
             }
         }
     }
+}
+
+/// A failing limit or ban that fails closed refuses (in its mode); returns whether it did.
+fn failed_closed(
+    out: &mut LimitVerdict,
+    rule: tollgate_core::RuleId,
+    mode: Mode,
+    on_failure: FailureMode,
+) -> bool {
+    on_failure == FailureMode::Closed
+        && out.hit(
+            mode,
+            Block {
+                rule,
+                kind: BlockKind::LimitUnavailable,
+            },
+        )
 }
 
 /// The rule a too-large body is refused under: the first body-keyed limit or ban on the route.

@@ -157,64 +157,28 @@ pub(crate) fn commit(p: &Plan) -> Result<bool, Unavailable> {
     }
 }
 
-/// One GCRA step for `fp` against limit `l`, under compare-and-swap.
+/// One GCRA step for `fp` against limit `l`, under compare-and-swap: plan and commit until the
+/// block did not change in between (or the attempts run out).
 pub(crate) fn check(edge: &str, l: &RateLimit, fp: u64, cost: u64, now: u64) -> LimitOutcome {
-    let prefix = limit_prefix(edge, l);
-    let (block, ways) = place(fp, l.max_keys);
-    let len = block_len(block, l.max_keys);
     for _ in 0..CAS_ATTEMPTS {
-        let Ok(b) = read_block(&prefix, block) else {
+        let Ok(p) = plan(edge, l, fp, cost, now) else {
             return LimitOutcome::Failed;
         };
-        let mut bytes = b.bytes;
-        if bytes.len() != LIMIT_ENTRY * len {
-            // Not a block of this table's shape: start it over, under the same CAS.
-            bytes = vec![0; LIMIT_ENTRY * len];
-        }
-        // Only the key's ways are decoded; the new entry is patched into the bytes in place.
-        let entry_at = |bytes: &[u8], i: usize| {
-            LimitEntry::decode(
-                bytes
-                    .get(i * LIMIT_ENTRY..(i + 1) * LIMIT_ENTRY)
-                    .unwrap_or(&[]),
-            )
-        };
-        let candidates: Vec<(u32, u64, bool, u64)> = ways
-            .iter()
-            .map(|i| {
-                let e = entry_at(&bytes, *i);
-                (*i as u32, e.fingerprint, e.idle(now), e.tat)
-            })
-            .collect();
-        let Some((slot, evicted)) = choose_slot(&candidates, fp) else {
-            return LimitOutcome::Failed;
-        };
-        let slot = slot as usize;
-        let current = entry_at(&bytes, slot);
-        let tat = if current.fingerprint == fp {
-            current.tat
-        } else {
-            0
-        };
-        let admission = l.admit(tat, now, cost);
-        if !admission.allowed {
+        if !p.admission.allowed {
             // A refusal changes nothing: no write.
             return LimitOutcome::Checked {
-                admission,
+                admission: p.admission,
                 evicted: false,
             };
         }
-        let entry = LimitEntry {
-            fingerprint: fp,
-            tat: admission.tat,
-        };
-        let Some(at) = bytes.get_mut(slot * LIMIT_ENTRY..(slot + 1) * LIMIT_ENTRY) else {
-            return LimitOutcome::Failed;
-        };
-        at.copy_from_slice(&entry.encode());
-        match shared::set(&b.key, &bytes, b.cas) {
-            Ok(Write::Done) => return LimitOutcome::Checked { admission, evicted },
-            Ok(Write::CasMismatch) => continue,
+        match commit(&p) {
+            Ok(true) => {
+                return LimitOutcome::Checked {
+                    admission: p.admission,
+                    evicted: p.evicted,
+                }
+            }
+            Ok(false) => continue,
             Err(Unavailable) => return LimitOutcome::Failed,
         }
     }
