@@ -229,12 +229,16 @@ Retail
   shadowed     curl -i http://{r}/v1/configurator/models -H 'x-forwarded-for: 198.51.100.7'
   404          curl -i http://{r}/internal/admin -H 'x-forwarded-for: 192.0.2.10'
   405 + Allow  curl -i -X DELETE http://{r}/v1/orders/42 -H 'x-forwarded-for: 192.0.2.10'
+  invalid 400  curl -i 'http://{r}/v1/configurator/models?page=abc' -H 'x-forwarded-for: 192.0.2.10'
+  429 on the 6th login from one address (RateLimit headers on every answer):
+               for i in 1 2 3 4 5 6; do curl -si -X POST http://{r}/v1/auth/login -H 'x-forwarded-for: 192.0.2.20' -H 'content-type: application/json' -d '{{"email":"ann@example.com","password":"x"}}' | grep -Ei '^(HTTP|ratelimit|retry-after)'; done
 
 Dealer
   allowed      curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW000001 -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001' -H 'authorization: Bearer demo'
   blocked 400  curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW000001 -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001'
   blocked 403  curl -i http://{d}/v1/inventory -H 'x-forwarded-for: 203.0.113.7' -H 'x-dealer-id: D-1001' -H 'x-api-key: demo'
   shadowed     curl -i http://{d}/v1/inventory -H 'x-forwarded-for: 192.0.2.200' -H 'x-dealer-id: D-1001' -H 'x-api-key: demo'
+  invalid VIN  curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW00000I -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001' -H 'authorization: Bearer demo'
 
 Counters (allowed, blocked, shadow-blocked, per rule)
   curl -s http://{ra}/stats?filter=tollgate
