@@ -448,17 +448,28 @@ impl Plugin {
             for w in &mut self.workers {
                 w.fire_due(t);
             }
+            // What a tick set in motion happens at the tick's time.
+            self.pump();
         }
         self.process.set_now(target);
-        for w in &mut self.workers {
-            w.pump();
-        }
+        self.pump();
     }
 
-    /// Delivers pending queue notifications and resumes streams that were continued.
+    /// Delivers pending queue notifications and resumes streams that were continued, until
+    /// nothing more happens (a notification from one worker to another included).
     pub fn pump(&mut self) {
-        for w in &mut self.workers {
-            w.pump();
+        for _ in 0..100 {
+            let before: usize = self.workers.iter().map(Worker::activity).sum();
+            for w in &mut self.workers {
+                w.pump();
+            }
+            let pending = self
+                .workers
+                .iter()
+                .any(|w| !self.process.ready_for(w.index).is_empty());
+            if !pending && self.workers.iter().map(Worker::activity).sum::<usize>() == before {
+                return;
+            }
         }
     }
 
@@ -500,6 +511,11 @@ impl Worker {
     /// This worker's index.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// A measure of progress: streams finished plus streams still open.
+    fn activity(&self) -> usize {
+        self.finished.len() * 1_000_003 + self.flows.len()
     }
 
     /// Sends a request on this worker.
@@ -838,10 +854,24 @@ impl Worker {
             "proxy_on_response_headers"
         };
         let r = self.call_stream::<(i32, i32, i32), i32>(id, name, (id as i32, n, i32::from(eos)));
+        // Envoy maps a headers callback's result: 2 (ContinueAndEndStream) is Continue; 1 is
+        // StopIteration only with allow_on_headers_stop_iteration (else StopAll), 3 and 4 are
+        // always StopAll.
+        let action = match &r {
+            Called::Ran(a) => Some(*a),
+            _ => None,
+        };
+        let r = match r {
+            Called::Ran(2) => Called::Ran(0),
+            other => other,
+        };
         let step = self.settle(id, r, request);
         // With allow_on_headers_stop_iteration, Pause on request headers is StopIteration: the
         // body still comes to the filter, the headers wait (and stay readable).
-        let stop_only_headers = request && !eos && self.deploy.spec.allow_on_headers_stop_iteration;
+        let stop_only_headers = request
+            && !eos
+            && action == Some(1)
+            && self.deploy.spec.allow_on_headers_stop_iteration;
         match step {
             Step::Hold if stop_only_headers => {
                 if let Some(f) = self.flows.get_mut(&id) {
@@ -1005,9 +1035,15 @@ impl Worker {
                 .push((b"content-type".to_vec(), b"text/plain".to_vec()));
         }
         for (k, v) in &local.headers {
-            // Envoy sets each of the plugin's headers on the reply (replacing its defaults).
-            resp.headers.retain(|(n, _)| n != k);
-            resp.headers.push((k.clone(), v.clone()));
+            // Every header of the plugin's is added; its content-type replaces the default, and
+            // the length is Envoy's own.
+            if k.as_slice() == b"content-type" {
+                resp.headers
+                    .retain(|(n, _)| n.as_slice() != b"content-type");
+            }
+            if k.as_slice() != b"content-length" {
+                resp.headers.push((k.clone(), v.clone()));
+            }
         }
         resp.headers.push((
             b"content-length".to_vec(),
@@ -1015,10 +1051,24 @@ impl Worker {
         ));
         f.ex.details = local.details.clone();
         f.ex.local = Some(local);
-        f.response = resp;
+        let responding = matches!(
+            f.stage,
+            Stage::RespHeaders | Stage::RespBody(_) | Stage::RespTrailers | Stage::Log
+        );
         f.resp_buffer.clear();
         f.resp_out.clear();
-        f.stage = Stage::RespHeaders;
+        if responding {
+            // A reply asked for while the response passes through the filter goes straight to
+            // the client, without entering the filter again.
+            f.resp_headers = resp.header_map();
+            f.resp_out = resp.body.clone();
+            f.resp_trailers = None;
+            f.response = resp;
+            f.stage = Stage::Log;
+        } else {
+            f.response = resp;
+            f.stage = Stage::RespHeaders;
+        }
         true
     }
 
@@ -1111,13 +1161,22 @@ impl Worker {
             st.request.body = None;
             st.response.body = None;
         }
-        let _ = self
-            .call_stream::<i32, ()>(id, "proxy_on_log", id as i32)
-            .map_unit();
-        let _ = self.call_stream::<i32, i32>(id, "proxy_on_done", id as i32);
-        let _ = self
-            .call_stream::<i32, ()>(id, "proxy_on_delete", id as i32)
-            .map_unit();
+        // A trap here fails the VM like any other (the answer has gone already); the calls after
+        // it are skipped.
+        for name in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
+            let r = if name == "proxy_on_done" {
+                self.call_stream::<i32, i32>(id, name, id as i32)
+            } else {
+                self.call_stream::<i32, ()>(id, name, id as i32)
+            };
+            if let Called::Trapped(t) = r {
+                if let Some(f) = self.flows.get_mut(&id) {
+                    f.ex.trap = Some(t.clone());
+                    f.failed = true;
+                }
+                self.fail_vm(t);
+            }
+        }
         if let Some(vm) = self.vm.as_mut() {
             vm.store.data_mut().streams.remove(&id);
         }

@@ -226,6 +226,16 @@ impl Process {
         q.items.pop_front().ok_or(Status::Empty)
     }
 
+    /// The queue-ready notifications waiting for `worker`, without taking them.
+    pub(crate) fn ready_for(&self, worker: usize) -> Vec<(u32, u32)> {
+        self.lock()
+            .ready
+            .iter()
+            .filter(|r| r.0 == worker)
+            .map(|(_, c, q)| (*c, *q))
+            .collect()
+    }
+
     /// Takes the queue-ready notifications due to `worker`.
     pub(crate) fn take_ready(&self, worker: usize) -> Vec<(u32, u32)> {
         let mut g = self.lock();

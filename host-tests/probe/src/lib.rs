@@ -413,6 +413,8 @@ pub extern "C" fn proxy_on_request_headers(id: u32, n: u32, eos: u32) -> u32 {
             0
         }
         "body" => 0,
+        // ContinueAndEndStream, which Envoy treats as Continue.
+        "continue-end" => 2,
         "pause" => 1,
         "trap" => std::process::abort(),
         "close" => {

@@ -26,6 +26,8 @@ fn header(h: Option<&crate::state::Headers>, name: &[u8]) -> Option<Vec<u8>> {
 
 /// Resolves a property path in the current context.
 pub(crate) fn lookup(s: &mut VmState, path: &[u8]) -> Option<Vec<u8>> {
+    // A trailing NUL adds no empty segment.
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
     let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
     let text = |v: &str| Some(v.as_bytes().to_vec());
     match segments.as_slice() {

@@ -165,6 +165,14 @@ fn ticks_fire_on_the_virtual_clock_per_worker() {
 }
 
 #[test]
+fn continue_and_end_stream_continues_as_in_envoy() {
+    let mut p = probe();
+    let ex = p.send(scenario("continue-end"));
+    assert_eq!(ex.status(), Some(200), "{ex:?}");
+    assert!(ex.forwarded.is_some());
+}
+
+#[test]
 fn a_paused_stream_stays_paused_and_close_resets() {
     let mut p = probe();
     let ex = p.send(scenario("pause"));
