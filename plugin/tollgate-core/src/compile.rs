@@ -311,6 +311,27 @@ impl Cx {
         }
     }
 
+    /// A list of named items (`ip_lists`, `rate_limits`, `bans`): each compiled by `item`, names
+    /// checked for repeats.
+    fn named_list<T>(
+        &mut self,
+        top: &Map<String, Value>,
+        key: &str,
+        what: &str,
+        mut item: impl FnMut(&mut Cx, &Value, &str) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Some(list) = top.get(key).and_then(|v| self.array(v, key)) {
+            self.unique_names(list, key, what);
+            for (i, x) in list.iter().enumerate() {
+                if let Some(t) = item(self, x, &index(key, i)) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
     /// Reports every `name` in `list` that an earlier item already used. Checked apart from the
     /// items themselves, so a duplicate is reported even when the item has other errors.
     fn unique_names(&mut self, list: &[Value], path: &str, what: &str) {
@@ -435,40 +456,13 @@ impl Cx {
             }
         }
 
-        let mut ip_lists = Vec::new();
-        if let Some(v) = top.get("ip_lists") {
-            if let Some(list) = self.array(v, "ip_lists") {
-                self.unique_names(list, "ip_lists", "IP list");
-                for (i, l) in list.iter().enumerate() {
-                    if let Some(ip_list) = self.ip_list(l, &index("ip_lists", i), &route_index) {
-                        ip_lists.push(ip_list);
-                    }
-                }
-            }
-        }
-
-        let mut rate_limits = Vec::new();
-        if let Some(v) = top.get("rate_limits") {
-            if let Some(list) = self.array(v, "rate_limits") {
-                self.unique_names(list, "rate_limits", "rate limit");
-                for (i, l) in list.iter().enumerate() {
-                    if let Some(rl) = self.rate_limit(l, &index("rate_limits", i), &route_index) {
-                        rate_limits.push(rl);
-                    }
-                }
-            }
-        }
-        let mut bans = Vec::new();
-        if let Some(v) = top.get("bans") {
-            if let Some(list) = self.array(v, "bans") {
-                self.unique_names(list, "bans", "ban");
-                for (i, l) in list.iter().enumerate() {
-                    if let Some(b) = self.ban(l, &index("bans", i), &route_index) {
-                        bans.push(b);
-                    }
-                }
-            }
-        }
+        let ip_lists = self.named_list(top, "ip_lists", "IP list", |cx, v, p| {
+            cx.ip_list(v, p, &route_index)
+        });
+        let rate_limits = self.named_list(top, "rate_limits", "rate limit", |cx, v, p| {
+            cx.rate_limit(v, p, &route_index)
+        });
+        let bans = self.named_list(top, "bans", "ban", |cx, v, p| cx.ban(v, p, &route_index));
 
         Some(Policy {
             version: version?,
