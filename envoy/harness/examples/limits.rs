@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use harness::backend::Backend;
-use harness::envoy::{EdgeOptions, Envoy, PluginConfig};
-use harness::load::{cpu_seconds, rss_bytes, wrk, Load};
-use harness::wasm::ensure_wasm;
+use harness::envoy::Envoy;
+use harness::load::{rss_bytes, side_by_side, wrk, Load};
 
 fn policy(limits: &str) -> String {
     format!(
@@ -23,12 +22,7 @@ fn policy(limits: &str) -> String {
 }
 
 fn edge(policy: String) -> Result<(Backend, Envoy)> {
-    let wasm = ensure_wasm()?;
-    let backend = Backend::start("127.0.0.1:0")?;
-    let mut o = EdgeOptions::new("retail", backend.addr, &wasm);
-    o.concurrency = 2;
-    o.plugin_config = PluginConfig::Text(policy);
-    Ok((backend, Envoy::start(&o)?))
+    harness::envoy::edge_with_policy("retail", &policy, 2)
 }
 
 fn main() -> Result<()> {
@@ -43,8 +37,6 @@ fn main() -> Result<()> {
         _ => bail!("usage: limits cost | limits memory [N]"),
     }
 }
-
-type Row<'a> = (&'a str, Vec<f64>, Vec<f64>, Vec<f64>);
 
 /// Requests/s and Envoy CPU per request, with one per-IP limit (never refusing) and without,
 /// alternating in rounds.
@@ -61,49 +53,23 @@ fn cost() -> Result<()> {
         duration: Duration::from_secs(5),
         script: None,
     };
-    // Per configuration: rps, CPU µs per request, p99 µs, one entry per round.
-    let mut rows: Vec<Row<'_>> = vec![
-        ("with limit", vec![], vec![], vec![]),
-        ("without", vec![], vec![], vec![]),
-    ];
-    for round in 0..3 {
-        // Alternate which goes first.
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
-            let envoy = if i == 0 { &with.1 } else { &without.1 };
-            let cpu0 = cpu_seconds(envoy.pid())?;
-            let r = wrk(envoy.addr, &load)?;
-            let cpu = cpu_seconds(envoy.pid())? - cpu0;
-            if r.non_2xx > 0 {
-                bail!(
-                    "{} refusals: the measurement needs allowed requests",
-                    r.non_2xx
-                );
-            }
-            if let Some(row) = rows.get_mut(i) {
-                row.1.push(r.rps);
-                row.2.push(cpu * 1e6 / r.requests as f64);
-                row.3.push(r.p99_us);
-            }
-        }
-    }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let rows = side_by_side(
+        &[("with limit", &with.1), ("without", &without.1)],
+        &load,
+        3,
+    )?;
     println!("Envoy --concurrency 2, wrk -t1 -c8, 3 rounds of 5 s, alternating; medians:");
-    let mut summary = Vec::new();
-    for (name, rps, cpu, p99) in &mut rows {
-        let (r, c, p) = (med(rps), med(cpu), med(p99));
-        let spread = rps.last().unwrap_or(&0.0) - rps.first().unwrap_or(&0.0);
-        println!("  {name:<12} {r:>8.0} rps (spread {spread:.0})  {c:>6.1} µs Envoy CPU/request  p99 {p:.0} µs");
-        summary.push((r, c));
+    for r in &rows {
+        println!(
+            "  {:<12} {:>8.0} rps (spread {:.0})  {:>6.1} µs Envoy CPU/request  p99 {:.0} µs",
+            r.name, r.rps, r.spread, r.cpu_us, r.p99_us
+        );
     }
-    if let [(r1, c1), (r0, c0)] = summary.as_slice() {
+    if let [w, wo] = rows.as_slice() {
         println!(
             "  ratio: {:.3} of the rps without the limit; +{:.1} µs CPU per request",
-            r1 / r0,
-            c1 - c0
+            w.rps / wo.rps,
+            w.cpu_us - wo.cpu_us
         );
     }
     Ok(())

@@ -92,6 +92,20 @@ impl EdgeOptions {
     }
 }
 
+/// A demo backend and one edge in front of it, with an inline policy and `concurrency` workers.
+pub fn edge_with_policy(
+    edge: &str,
+    policy: &str,
+    concurrency: u32,
+) -> Result<(crate::backend::Backend, Envoy)> {
+    let wasm = crate::wasm::ensure_wasm()?;
+    let backend = crate::backend::Backend::start("127.0.0.1:0")?;
+    let mut o = EdgeOptions::new(edge, backend.addr, &wasm);
+    o.concurrency = concurrency;
+    o.plugin_config = PluginConfig::Text(policy.to_owned());
+    Ok((backend, Envoy::start(&o)?))
+}
+
 /// Renders `envoy/<edge>.yaml` with the options applied, as JSON.
 pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
     let src = workspace_root().join(format!("envoy/{}.yaml", o.edge));

@@ -137,3 +137,69 @@ mod tests {
         assert_eq!(r.p99_us, 2500.0);
     }
 }
+
+/// One configuration's medians in a side-by-side run.
+#[derive(Clone, Debug)]
+pub struct SideBySide {
+    /// The configuration's name.
+    pub name: String,
+    /// Median requests per second.
+    pub rps: f64,
+    /// Median Envoy CPU time per request, microseconds.
+    pub cpu_us: f64,
+    /// Median p99 latency, microseconds.
+    pub p99_us: f64,
+    /// Largest minus smallest rps over the rounds.
+    pub spread: f64,
+}
+
+/// Loads each Envoy in turn, `rounds` times, alternating the order, and reports medians: the way
+/// to compare configurations measured on one busy machine. Every answer must be 2xx or 3xx.
+pub fn side_by_side(
+    envoys: &[(&str, &crate::envoy::Envoy)],
+    load: &Load<'_>,
+    rounds: usize,
+) -> Result<Vec<SideBySide>> {
+    let mut samples: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); envoys.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..envoys.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let Some((name, envoy)) = envoys.get(i) else {
+                continue;
+            };
+            let cpu0 = cpu_seconds(envoy.pid())?;
+            let r = wrk(envoy.addr, load)?;
+            let cpu = cpu_seconds(envoy.pid())? - cpu0;
+            if r.non_2xx > 0 {
+                bail!(
+                    "{name}: {} refusals; the comparison needs answered requests",
+                    r.non_2xx
+                );
+            }
+            if let Some(s) = samples.get_mut(i) {
+                s.0.push(r.rps);
+                s.1.push(cpu * 1e6 / r.requests as f64);
+                s.2.push(r.p99_us);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Ok(envoys
+        .iter()
+        .zip(samples)
+        .map(|((name, _), (mut rps, mut cpu, mut p99))| SideBySide {
+            name: (*name).to_owned(),
+            spread: rps.iter().copied().fold(f64::MIN, f64::max)
+                - rps.iter().copied().fold(f64::MAX, f64::min),
+            rps: median(&mut rps),
+            cpu_us: median(&mut cpu),
+            p99_us: median(&mut p99),
+        })
+        .collect())
+}

@@ -292,23 +292,44 @@ impl Cx {
         }
     }
 
-    fn mode(&mut self, map: &Map<String, Value>, path: &str) -> Mode {
-        let Some(v) = map.get("mode") else {
-            return Mode::Enforce;
+    /// A field that names one of a few options (`mode: shadow`, `on_failure: closed`); the
+    /// default when absent, and an error naming the options when unknown.
+    fn choice<T: Copy>(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        what: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(v) = map.get(key) else {
+            return default;
         };
-        let p = join(path, "mode");
-        match self.string(v, &p) {
-            Some("enforce") => Mode::Enforce,
-            Some("shadow") => Mode::Shadow,
-            Some(other) => {
-                self.err(
-                    &p,
-                    format!("unknown mode {other:?}; expected \"enforce\" or \"shadow\""),
-                );
-                Mode::Enforce
-            }
-            None => Mode::Enforce,
+        let p = join(path, key);
+        let Some(s) = self.string(v, &p) else {
+            return default;
+        };
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == s) {
+            return *t;
         }
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+        self.err(
+            &p,
+            format!("unknown {what} {s:?}; expected {}", names.join(" or ")),
+        );
+        default
+    }
+
+    fn mode(&mut self, map: &Map<String, Value>, path: &str) -> Mode {
+        self.choice(
+            map,
+            path,
+            "mode",
+            "mode",
+            &[("enforce", Mode::Enforce), ("shadow", Mode::Shadow)],
+            Mode::Enforce,
+        )
     }
 
     /// A list of named items (`ip_lists`, `rate_limits`, `bans`): each compiled by `item`, names
@@ -406,29 +427,20 @@ impl Cx {
         let client_address_rule = self.rule("client_address".into(), Mode::Enforce);
         let (default_deny, routing_mode) = match top.get("routing") {
             None => (true, Mode::Enforce),
-            Some(v) => {
-                match self.object(v, "routing", &["default", "mode"]) {
-                    Some(m) => {
-                        let deny = match m.get("default") {
-                            None => true,
-                            Some(d) => match self.string(d, "routing.default") {
-                                Some("deny") => true,
-                                Some("allow") => false,
-                                Some(other) => {
-                                    self.err(
-                                    "routing.default",
-                                    format!("unknown default {other:?}; expected \"deny\" or \"allow\""),
-                                );
-                                    true
-                                }
-                                None => true,
-                            },
-                        };
-                        (deny, self.mode(m, "routing"))
-                    }
-                    None => (true, Mode::Enforce),
+            Some(v) => match self.object(v, "routing", &["default", "mode"]) {
+                Some(m) => {
+                    let deny = self.choice(
+                        m,
+                        "routing",
+                        "default",
+                        "default",
+                        &[("deny", true), ("allow", false)],
+                        true,
+                    );
+                    (deny, self.mode(m, "routing"))
                 }
-            }
+                None => (true, Mode::Enforce),
+            },
         };
         let routing_rule = self.rule("routing".into(), routing_mode);
 
@@ -551,22 +563,14 @@ impl Cx {
     }
 
     fn failure_mode(&mut self, m: &Map<String, Value>, path: &str) -> FailureMode {
-        let Some(v) = m.get("on_failure") else {
-            return FailureMode::Open;
-        };
-        let p = join(path, "on_failure");
-        match self.string(v, &p) {
-            Some("open") => FailureMode::Open,
-            Some("closed") => FailureMode::Closed,
-            Some(other) => {
-                self.err(
-                    &p,
-                    format!("unknown failure mode {other:?}; expected \"open\" or \"closed\""),
-                );
-                FailureMode::Open
-            }
-            None => FailureMode::Open,
-        }
+        self.choice(
+            m,
+            path,
+            "on_failure",
+            "failure mode",
+            &[("open", FailureMode::Open), ("closed", FailureMode::Closed)],
+            FailureMode::Open,
+        )
     }
 
     fn max_keys(&mut self, m: &Map<String, Value>, path: &str) -> u32 {

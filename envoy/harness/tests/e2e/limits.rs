@@ -10,12 +10,7 @@ use harness::wasm::ensure_wasm;
 
 /// Retail's bootstrap with an inline policy, two workers.
 fn edge_with(policy: &str) -> (Backend, Envoy) {
-    let wasm = ensure_wasm().unwrap();
-    let backend = Backend::start("127.0.0.1:0").unwrap();
-    let mut o = EdgeOptions::new("retail", backend.addr, &wasm);
-    o.concurrency = 2;
-    o.plugin_config = PluginConfig::Text(policy.to_owned());
-    (backend, Envoy::start(&o).unwrap())
+    harness::envoy::edge_with_policy("retail", policy, 2).unwrap()
 }
 
 const POLICY: &str = r#"{"version":"e2e-limits","edge":"retail","client_ip":{"trusted_hops":1},

@@ -308,22 +308,14 @@ impl Cx {
         if let Some(x) = m.get("query") {
             let qp = join(&vp, "query");
             if let Some(q) = self.object(x, &qp, &["unknown", "params"]) {
-                rv.refuse_unknown_query = match q
-                    .get("unknown")
-                    .map(|u| self.string(u, &join(&qp, "unknown")))
-                {
-                    None => false,
-                    Some(Some("refuse")) => true,
-                    Some(Some("allow")) => false,
-                    Some(Some(other)) => {
-                        self.err(
-                            &join(&qp, "unknown"),
-                            format!("expected \"refuse\" or \"allow\", found {other:?}"),
-                        );
-                        false
-                    }
-                    Some(None) => false,
-                };
+                rv.refuse_unknown_query = self.choice(
+                    q,
+                    &qp,
+                    "unknown",
+                    "choice",
+                    &[("refuse", true), ("allow", false)],
+                    false,
+                );
                 if let Some(ps) = q.get("params") {
                     rv.query = self.params(ps, &join(&qp, "params"), false);
                 }
