@@ -384,6 +384,8 @@ impl Cx {
                 "rate_limits",
                 "bans",
                 "validation",
+                "detection",
+                "enumeration",
             ],
         )?;
 
@@ -445,6 +447,8 @@ impl Cx {
         let routing_rule = self.rule("routing".into(), routing_mode);
 
         let defaults = self.validation_defaults(top.get("validation"));
+        let detection = self.detection(top.get("detection"));
+        let default_threshold = detection.as_ref().map(|d| d.threshold);
         let validation_rule = self.rule("validation".into(), Mode::Enforce);
 
         // Routes first: IP lists refer to them by name.
@@ -462,7 +466,13 @@ impl Cx {
                 if let Some(name) = r.get("name").and_then(Value::as_str) {
                     route_index.entry(name.to_string()).or_insert(i);
                 }
-                if let Some(route) = self.route(r, &index("routes", i), defaults, validation_rule) {
+                if let Some(route) = self.route(
+                    r,
+                    &index("routes", i),
+                    defaults,
+                    validation_rule,
+                    default_threshold,
+                ) {
                     routes.push(route);
                 }
             }
@@ -475,6 +485,14 @@ impl Cx {
             cx.rate_limit(v, p, &route_index)
         });
         let bans = self.named_list(top, "bans", "ban", |cx, v, p| cx.ban(v, p, &route_index));
+        let all_routes = top
+            .get("routes")
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.len() == routes.len());
+        let compiled = all_routes.then_some(routes.as_slice());
+        let enumerations = self.named_list(top, "enumeration", "enumeration rule", |cx, v, p| {
+            cx.enumeration(v, p, &route_index, compiled)
+        });
 
         Some(Policy {
             version: version?,
@@ -488,6 +506,8 @@ impl Cx {
             routes,
             rate_limits,
             bans,
+            detection,
+            enumerations,
             rules: std::mem::take(&mut self.rules),
         })
     }
@@ -844,6 +864,7 @@ impl Cx {
         path: &str,
         defaults: validation::Defaults,
         validation_rule: RuleId,
+        default_threshold: Option<u32>,
     ) -> Option<Route> {
         let m = self.object(
             v,
@@ -856,6 +877,7 @@ impl Cx {
                 "required_headers",
                 "rate_limit_headers",
                 "validate",
+                "detection",
                 "mode",
             ],
         )?;
@@ -953,6 +975,19 @@ impl Cx {
             defaults,
             validation_rule,
         );
+        let detection = match self.route_detection(m.get("detection"), path) {
+            None => default_threshold,
+            Some(None) => None,
+            Some(Some(t)) => {
+                if default_threshold.is_none() {
+                    self.err(
+                        &join(path, "detection"),
+                        "this policy has no top-level detection block to set a threshold for",
+                    );
+                }
+                Some(t)
+            }
+        };
         let name = name?;
         let headers_rule = if required.is_empty() {
             None
@@ -968,6 +1003,7 @@ impl Cx {
             headers_rule,
             rate_limit_headers,
             validation,
+            detection,
         })
     }
 
@@ -1131,6 +1167,7 @@ fn host_pattern(s: &str) -> Result<Option<HostPattern>, String> {
     }))
 }
 
+mod detection;
 #[cfg(test)]
 mod tests;
 mod validation;

@@ -50,6 +50,18 @@ pub enum BlockKind {
         /// The limit, in bytes.
         max: usize,
     },
+    /// Attack detection scored the request at or over the threshold.
+    Attack {
+        /// The detector classes that scored, highest first.
+        classes: Vec<crate::detect::Class>,
+        /// The anomaly score.
+        score: u32,
+    },
+    /// The client looked up more distinct identifiers than an enumeration rule allows.
+    Enumeration {
+        /// Seconds until its window ends (`Retry-After`).
+        retry_after: u64,
+    },
 }
 
 /// A rule's refusal.
@@ -66,10 +78,12 @@ impl Block {
     pub fn status(&self) -> u16 {
         match &self.kind {
             BlockKind::ClientAddress | BlockKind::MissingHeader { .. } => 400,
-            BlockKind::ClientDenied | BlockKind::ClientNotAllowed => 403,
+            BlockKind::ClientDenied | BlockKind::ClientNotAllowed | BlockKind::Attack { .. } => 403,
             BlockKind::RouteNotFound => 404,
             BlockKind::MethodNotAllowed { .. } => 405,
-            BlockKind::RateLimited { .. } | BlockKind::Banned { .. } => 429,
+            BlockKind::RateLimited { .. }
+            | BlockKind::Banned { .. }
+            | BlockKind::Enumeration { .. } => 429,
             BlockKind::LimitUnavailable => 503,
             BlockKind::BodyTooLarge { .. } => 413,
             BlockKind::Invalid(r) => r.status,
@@ -79,9 +93,9 @@ impl Block {
     /// Seconds for `Retry-After`, when the refusal has one.
     pub fn retry_after(&self) -> Option<u64> {
         match self.kind {
-            BlockKind::RateLimited { retry_after } | BlockKind::Banned { retry_after } => {
-                Some(retry_after)
-            }
+            BlockKind::RateLimited { retry_after }
+            | BlockKind::Banned { retry_after }
+            | BlockKind::Enumeration { retry_after } => Some(retry_after),
             BlockKind::LimitUnavailable => Some(1),
             _ => None,
         }
@@ -99,6 +113,8 @@ impl Block {
             BlockKind::Banned { .. } => "banned",
             BlockKind::LimitUnavailable => "rate-limit-unavailable",
             BlockKind::BodyTooLarge { .. } => "body-too-large",
+            BlockKind::Attack { .. } => "attack-detected",
+            BlockKind::Enumeration { .. } => "enumeration",
             BlockKind::Invalid(r) => match r.status {
                 413 => "body-too-large",
                 414 => "uri-too-long",
@@ -121,6 +137,8 @@ impl Block {
             BlockKind::Banned { .. } => "Too many failed attempts",
             BlockKind::LimitUnavailable => "Rate limiting unavailable",
             BlockKind::BodyTooLarge { .. } => "Request body too large",
+            BlockKind::Attack { .. } => "Request blocked",
+            BlockKind::Enumeration { .. } => "Too many distinct look-ups",
             BlockKind::Invalid(r) => match r.status {
                 413 => "Request body too large",
                 414 => "Request URI too long",
@@ -163,6 +181,16 @@ impl Block {
             BlockKind::BodyTooLarge { max } => {
                 format!("This route accepts request bodies of at most {max} bytes.")
             }
+            BlockKind::Attack { classes, .. } => {
+                let names: Vec<&str> = classes.iter().map(|c| c.label()).collect();
+                format!(
+                    "The request was refused by attack detection ({}).",
+                    names.join(", ")
+                )
+            }
+            BlockKind::Enumeration { retry_after } => format!(
+                "This client has looked up more distinct identifiers than this API allows in a window; retry after {retry_after} seconds."
+            ),
             BlockKind::Invalid(r) => {
                 let Some(first) = r.problems.first() else {
                     return "The request is not what this route accepts.".into();
@@ -196,6 +224,8 @@ pub struct Verdict {
     pub block: Option<Block>,
     /// Shadow rules that would have refused it.
     pub shadowed: Vec<Block>,
+    /// What attack detection found in the request so far (the body's findings join these).
+    pub findings: crate::detect::Findings,
 }
 
 impl Verdict {
@@ -293,7 +323,50 @@ impl Policy {
                 self.hit_as(v, rv.rule, rv.mode, BlockKind::Invalid(refusal))?;
             }
         }
+        if let (Some(d), Some(threshold)) =
+            (self.detection.as_ref(), self.detection_threshold(v.route))
+        {
+            d.inspect_head(req, &mut v.findings);
+            if let Some(found) = d.judge(threshold, &v.findings) {
+                let kind = BlockKind::Attack {
+                    classes: found.classes,
+                    score: found.score,
+                };
+                self.hit_as(v, found.rule, found.mode, kind)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Adds a request body's findings to the verdict and judges the request again. A refusal
+    /// lands in `v.block`; a shadow hit replaces the head's, so a request is reported once.
+    pub fn detect_body(
+        &self,
+        v: &mut Verdict,
+        req: &Request<'_>,
+        body: &[u8],
+        parsed: Option<&serde_json::Value>,
+    ) {
+        let (Some(d), Some(threshold)) =
+            (self.detection.as_ref(), self.detection_threshold(v.route))
+        else {
+            return;
+        };
+        let mut found = crate::detect::Findings::default();
+        d.inspect_body(body, req.header("content-type"), parsed, &mut found);
+        if found.is_empty() {
+            return;
+        }
+        v.findings.merge(&found);
+        if let Some(found) = d.judge(threshold, &v.findings) {
+            v.shadowed
+                .retain(|b| !matches!(b.kind, BlockKind::Attack { .. }));
+            let kind = BlockKind::Attack {
+                classes: found.classes,
+                score: found.score,
+            };
+            let _ = self.hit_as(v, found.rule, found.mode, kind);
+        }
     }
 
     fn mode_of(&self, rule: RuleId) -> Mode {

@@ -13,6 +13,8 @@
 mod cidr;
 mod compile;
 mod decide;
+pub mod detect;
+pub mod enumeration;
 mod error;
 pub mod limits;
 mod problem;
@@ -71,6 +73,8 @@ pub struct Policy {
     pub(crate) routes: Vec<Route>,
     pub(crate) rate_limits: Vec<limits::RateLimit>,
     pub(crate) bans: Vec<limits::Ban>,
+    pub(crate) detection: Option<detect::Detection>,
+    pub(crate) enumerations: Vec<enumeration::Enumeration>,
     pub(crate) rules: Vec<Rule>,
 }
 
@@ -111,12 +115,7 @@ impl Policy {
     /// proxies in front, or trusted proxies to check the peer against. (The host is asked for it
     /// only then: every host call costs a crossing into the VM's host.)
     pub fn needs_source_address(&self) -> bool {
-        let keyed_on_client = self
-            .rate_limits
-            .iter()
-            .map(|l| &l.key)
-            .chain(self.bans.iter().map(|b| &b.key))
-            .any(|k| k.contains(&limits::KeyPart::ClientIp));
+        let keyed_on_client = self.keys().any(|k| k.contains(&limits::KeyPart::ClientIp));
         (self.trusted_hops == 0 && (!self.ip_lists.is_empty() || keyed_on_client))
             || !self.trusted_proxies.is_empty()
     }
@@ -124,11 +123,17 @@ impl Policy {
     /// True when a limit or ban is keyed on the mTLS peer identity (the filter then reads
     /// `connection.uri_san_peer_certificate`).
     pub fn needs_peer_identity(&self) -> bool {
+        self.keys()
+            .any(|k| k.contains(&limits::KeyPart::PeerIdentity))
+    }
+
+    /// The keys of every limit, ban and enumeration rule.
+    fn keys(&self) -> impl Iterator<Item = &Vec<limits::KeyPart>> {
         self.rate_limits
             .iter()
             .map(|l| &l.key)
             .chain(self.bans.iter().map(|b| &b.key))
-            .any(|k| k.contains(&limits::KeyPart::PeerIdentity))
+            .chain(self.enumerations.iter().map(|e| &e.key))
     }
 
     /// True when a limit or ban that applies to `route` is keyed on a body field: the filter
@@ -140,6 +145,42 @@ impl Policy {
             .iter()
             .any(|l| l.cost_on(route).is_some() && keyed(&l.key))
             || self.bans.iter().any(|b| b.applies(route) && keyed(&b.key))
+            || self.enumerations.iter().any(|e| {
+                e.applies(route)
+                    && (keyed(&e.key) || matches!(e.value, enumeration::ValueSource::BodyField(_)))
+            })
+    }
+
+    /// The enumeration rules, in policy order.
+    pub fn enumerations(&self) -> &[enumeration::Enumeration] {
+        &self.enumerations
+    }
+
+    /// The path parameters of a request on its route, raw (percent-encoded).
+    pub fn path_params<'r>(
+        &'r self,
+        route: Option<usize>,
+        req: &Request<'r>,
+    ) -> Vec<(&'r str, &'r str)> {
+        route
+            .and_then(|r| self.routes.get(r))
+            .map(|r| r.path.captures(req.path_only()))
+            .unwrap_or_default()
+    }
+
+    /// The anomaly score at which detection refuses on `route`; `None` when detection is off
+    /// there (or in the whole policy).
+    pub fn detection_threshold(&self, route: Option<usize>) -> Option<u32> {
+        let d = self.detection.as_ref()?;
+        match route.and_then(|r| self.routes.get(r)) {
+            Some(r) => r.detection,
+            None => Some(d.threshold),
+        }
+    }
+
+    /// The detectors, when the policy has a `detection` block.
+    pub fn detection(&self) -> Option<&detect::Detection> {
+        self.detection.as_ref()
     }
 
     /// The rate limits, in policy order.
@@ -207,6 +248,8 @@ pub(crate) struct Route {
     pub(crate) headers_rule: Option<RuleId>,
     pub(crate) rate_limit_headers: bool,
     pub(crate) validation: validate::RouteValidation,
+    /// The anomaly score at which detection refuses here; `None`: detection off.
+    pub(crate) detection: Option<u32>,
 }
 
 /// One required header, or a set of which at least one must be present.

@@ -29,6 +29,9 @@ pub struct Problem<'a> {
     /// extension, `in` saying where: path, query, header or body).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub invalid_params: Vec<InvalidParam>,
+    /// For an attack-detection refusal: the detector classes that scored (never the payload).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<&'static str>,
 }
 
 /// One entry of `invalid_params`.
@@ -75,6 +78,12 @@ impl Policy {
                         reason: p.reason.clone(),
                     })
                     .collect(),
+                _ => Vec::new(),
+            },
+            detectors: match &block.kind {
+                crate::BlockKind::Attack { classes, .. } => {
+                    classes.iter().map(|c| c.label()).collect()
+                }
                 _ => Vec::new(),
             },
         }

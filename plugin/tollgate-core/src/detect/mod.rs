@@ -1,0 +1,489 @@
+//! Attack detection: injection payloads inside accepted fields, attack tools, and protocol abuse,
+//! scored per request.
+//!
+//! Every value a client controls (path segments, query names and values, cookies, the headers the
+//! policy lists, `User-Agent`, and the body's strings and keys) is normalised once
+//! ([`normalize`]) and read by the detectors of its location ([`rules`], [`ssrf`]). Each finding
+//! carries a severity; a request's anomaly score is the sum over its distinct findings (critical
+//! 5, error 4, warning 3, notice 2, as in the OWASP Core Rule Set). The policy sets the threshold
+//! (per route if it likes) and, per detector class, enforce, shadow or off. A refusal names the
+//! classes, never the payload.
+//!
+//! All matching is linear in the input: keyword sets are Aho-Corasick automata, the tokenizers
+//! look a bounded number of tokens ahead, and percent-decoding runs a bounded number of passes.
+
+pub mod normalize;
+pub mod rules;
+pub mod ssrf;
+#[cfg(test)]
+mod tests;
+
+use crate::{Mode, Request, RuleId};
+
+pub use normalize::{normalize, Seen};
+pub use rules::Engines;
+
+/// A detector class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// SQL (and NoSQL operator) injection.
+    Sqli,
+    /// Cross-site scripting.
+    Xss,
+    /// Path traversal and local file inclusion.
+    Traversal,
+    /// OS command injection (and JNDI lookups).
+    Command,
+    /// Server-side request forgery targets in URL values.
+    Ssrf,
+    /// Attack and scanning tools.
+    Scanner,
+    /// Protocol anomalies: framing conflicts, bodies on GET, control characters.
+    Protocol,
+}
+
+impl Class {
+    /// Every class, in the order counters and errors list them.
+    pub const ALL: [Class; 7] = [
+        Class::Sqli,
+        Class::Xss,
+        Class::Traversal,
+        Class::Command,
+        Class::Ssrf,
+        Class::Scanner,
+        Class::Protocol,
+    ];
+
+    /// The name the policy and the metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Sqli => "sqli",
+            Class::Xss => "xss",
+            Class::Traversal => "traversal",
+            Class::Command => "command",
+            Class::Ssrf => "ssrf",
+            Class::Scanner => "scanner",
+            Class::Protocol => "protocol",
+        }
+    }
+
+    /// The name a refused client reads.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Sqli => "sql-injection",
+            Class::Xss => "cross-site-scripting",
+            Class::Traversal => "path-traversal",
+            Class::Command => "command-injection",
+            Class::Ssrf => "server-side-request-forgery",
+            Class::Scanner => "scanner",
+            Class::Protocol => "protocol-anomaly",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How much a finding adds to the anomaly score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// 2
+    Notice = 2,
+    /// 3
+    Warning = 3,
+    /// 4
+    Error = 4,
+    /// 5
+    Critical = 5,
+}
+
+/// One thing a detector found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Its class.
+    pub class: Class,
+    /// The detector rule (`sqli-union`, `xss-event-handler`, ...).
+    pub rule: &'static str,
+    /// Its weight.
+    pub severity: Severity,
+}
+
+/// A request's findings: each rule once, at the highest severity it was found with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// The findings, in the order found.
+    pub list: Vec<Finding>,
+}
+
+impl Findings {
+    /// Records a finding.
+    pub fn add(&mut self, class: Class, rule: &'static str, severity: Severity) {
+        match self.list.iter_mut().find(|f| f.rule == rule) {
+            Some(f) => f.severity = f.severity.max(severity),
+            None => self.list.push(Finding {
+                class,
+                rule,
+                severity,
+            }),
+        }
+    }
+
+    /// Adds another set (the body's findings to the head's).
+    pub fn merge(&mut self, other: &Findings) {
+        for f in &other.list {
+            self.add(f.class, f.rule, f.severity);
+        }
+    }
+
+    /// The score of the findings whose class passes `filter`.
+    pub fn score(&self, filter: impl Fn(Class) -> bool) -> u32 {
+        self.list
+            .iter()
+            .filter(|f| filter(f.class))
+            .map(|f| f.severity as u32)
+            .sum()
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// What detection decided about a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detected {
+    /// Enforce (refuse) or shadow (report only).
+    pub mode: Mode,
+    /// The classes that scored, highest contribution first.
+    pub classes: Vec<Class>,
+    /// The anomaly score that crossed the threshold.
+    pub score: u32,
+    /// The rule the refusal counts under (the first class's).
+    pub rule: RuleId,
+}
+
+/// The policy's `detection` block, compiled.
+#[derive(Debug)]
+pub struct Detection {
+    /// Anomaly score at which a request is refused, unless its route sets its own.
+    pub threshold: u32,
+    /// Per class: enforce, shadow, or `None` for off.
+    pub modes: [Option<Mode>; 7],
+    /// Per class: the rule its refusals count under (`detection.<class>`).
+    pub rules: [RuleId; 7],
+    /// Headers (lower-case) whose values are inspected for injections, besides `User-Agent` and
+    /// cookies.
+    pub headers: Vec<String>,
+    /// The keyword automata.
+    pub engines: Engines,
+}
+
+/// Which detectors read a value, by where it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// One path segment (traversal reads the whole path).
+    PathSegment,
+    /// A query or form parameter's name, or a JSON member name.
+    Name,
+    /// A query or form value, a cookie, a listed header, a JSON string, a text body.
+    Value,
+    /// `User-Agent`.
+    UserAgent,
+}
+
+impl Location {
+    fn reads(self, c: Class) -> bool {
+        match self {
+            Location::PathSegment => matches!(c, Class::Sqli | Class::Xss | Class::Command),
+            Location::Name => matches!(c, Class::Sqli | Class::Xss),
+            Location::Value => matches!(
+                c,
+                Class::Sqli | Class::Xss | Class::Traversal | Class::Command | Class::Ssrf
+            ),
+            Location::UserAgent => {
+                matches!(
+                    c,
+                    Class::Scanner | Class::Sqli | Class::Xss | Class::Command
+                )
+            }
+        }
+    }
+}
+
+impl Detection {
+    fn on(&self, c: Class) -> bool {
+        self.modes.get(c.index()).copied().flatten().is_some()
+    }
+
+    /// Runs the detectors of `loc` over one raw value. `buf` is scratch space.
+    pub fn value(
+        &self,
+        raw: &[u8],
+        form: bool,
+        loc: Location,
+        buf: &mut Vec<u8>,
+        out: &mut Findings,
+    ) {
+        let seen = normalize(raw, form, buf);
+        let t = buf.as_slice();
+        if self.on(Class::Protocol) {
+            if seen.nul {
+                out.add(Class::Protocol, "protocol-null-byte", Severity::Error);
+            }
+            if seen.control {
+                out.add(Class::Protocol, "protocol-control-char", Severity::Error);
+            }
+            // Only where values arrive percent-encoded (a JSON string may hold a `%`).
+            if seen.bad_escape && (form || loc == Location::PathSegment) {
+                out.add(Class::Protocol, "protocol-bad-escape", Severity::Notice);
+            }
+            if seen.multi_encoded {
+                out.add(Class::Protocol, "protocol-multi-encoded", Severity::Notice);
+            }
+            if seen.line_break && loc != Location::Value {
+                out.add(Class::Protocol, "protocol-line-break", Severity::Warning);
+            }
+        }
+        if t.is_empty() {
+            return;
+        }
+        let run = |c: Class| loc.reads(c) && self.on(c);
+        let e = &self.engines;
+        if run(Class::Scanner) {
+            e.scanner(t, out);
+        }
+        // A lone word of letters, digits, `_` and `-` carries no injection of any class.
+        if t.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-".contains(c))
+        {
+            return;
+        }
+        if run(Class::Sqli) {
+            e.sqli(t, out);
+        }
+        if run(Class::Xss) {
+            e.xss(t, out);
+        }
+        if run(Class::Traversal) {
+            e.traversal(t, out);
+        }
+        if run(Class::Command) {
+            e.command(t, out);
+        }
+        if run(Class::Ssrf) && t.windows(2).any(|w| w == b"//") {
+            ssrf::scan(t, |target| {
+                let (rule, sev) = match target {
+                    ssrf::Target::Scheme => ("ssrf-scheme", Severity::Critical),
+                    ssrf::Target::Metadata => ("ssrf-metadata", Severity::Critical),
+                    ssrf::Target::Internal => ("ssrf-internal", Severity::Critical),
+                    ssrf::Target::RebindingName => ("ssrf-rebinding-name", Severity::Critical),
+                    ssrf::Target::OddNotation => ("ssrf-odd-address", Severity::Error),
+                };
+                out.add(Class::Ssrf, rule, sev);
+            });
+        }
+    }
+
+    /// Inspects everything before the body: protocol framing, path, query, cookies, `User-Agent`
+    /// and the listed headers.
+    pub fn inspect_head(&self, req: &Request<'_>, out: &mut Findings) {
+        let mut buf = Vec::with_capacity(128);
+        if self.on(Class::Protocol) {
+            protocol(req, out);
+        }
+        let path = req.path_only();
+        if self.on(Class::Traversal) {
+            normalize(path.as_bytes(), false, &mut buf);
+            self.engines.traversal(&buf, out);
+        }
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            self.value(seg.as_bytes(), false, Location::PathSegment, &mut buf, out);
+        }
+        if let Some((_, query)) = req.path.split_once('?') {
+            self.form(query.as_bytes(), &mut buf, out);
+        }
+        let mut ua = false;
+        for (name, v) in req.headers.iter() {
+            if name.eq_ignore_ascii_case("user-agent") {
+                ua = true;
+                self.value(v, false, Location::UserAgent, &mut buf, out);
+            } else if name.eq_ignore_ascii_case("cookie") {
+                for pair in v.split(|c| *c == b';') {
+                    let value = match pair.iter().position(|c| *c == b'=') {
+                        Some(p) => pair.get(p + 1..).unwrap_or(&[]),
+                        None => pair,
+                    };
+                    self.value(value, false, Location::Value, &mut buf, out);
+                }
+            } else if self.headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                self.value(v, false, Location::Value, &mut buf, out);
+            }
+        }
+        if !ua && self.on(Class::Scanner) {
+            out.add(Class::Scanner, "scanner-no-user-agent", Severity::Notice);
+        }
+    }
+
+    /// A query string or form body: every name and value.
+    fn form(&self, s: &[u8], buf: &mut Vec<u8>, out: &mut Findings) {
+        for pair in s.split(|c| *c == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|c| *c == b'=') {
+                Some(p) => (
+                    pair.get(..p).unwrap_or(&[]),
+                    pair.get(p + 1..).unwrap_or(&[]),
+                ),
+                None => (pair, &[][..]),
+            };
+            self.value(name, true, Location::Name, buf, out);
+            self.value(value, true, Location::Value, buf, out);
+        }
+    }
+
+    /// Inspects a request body: a JSON document's strings and member names, a form's names and
+    /// values, or any other body as one text value. `parsed` is the JSON document when the
+    /// caller already has it.
+    pub fn inspect_body(
+        &self,
+        body: &[u8],
+        content_type: Option<&[u8]>,
+        parsed: Option<&serde_json::Value>,
+        out: &mut Findings,
+    ) {
+        if body.is_empty() {
+            return;
+        }
+        let media = content_type
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let mut buf = Vec::with_capacity(128);
+        if media == "application/x-www-form-urlencoded" {
+            self.form(body, &mut buf, out);
+            return;
+        }
+        let owned;
+        let doc = match parsed {
+            Some(v) => Some(v),
+            None if media == "application/json"
+                || media.ends_with("+json")
+                || body.first() == Some(&b'{') =>
+            {
+                owned = serde_json::from_slice::<serde_json::Value>(body).ok();
+                owned.as_ref()
+            }
+            None => None,
+        };
+        match doc {
+            Some(v) => self.json(v, &mut buf, out),
+            None => self.value(body, false, Location::Value, &mut buf, out),
+        }
+    }
+
+    fn json(&self, v: &serde_json::Value, buf: &mut Vec<u8>, out: &mut Findings) {
+        // Iterative, so depth costs no stack.
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::String(s) => {
+                    self.value(s.as_bytes(), false, Location::Value, buf, out)
+                }
+                serde_json::Value::Array(a) => stack.extend(a.iter()),
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m {
+                        self.value(k.as_bytes(), false, Location::Name, buf, out);
+                        stack.push(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the findings cross `threshold`: enforced when the enforcing classes alone do,
+    /// shadowed when they do only with the shadow classes counted.
+    pub fn judge(&self, threshold: u32, f: &Findings) -> Option<Detected> {
+        let mode_of = |c: Class| self.modes.get(c.index()).copied().flatten();
+        let enforced = f.score(|c| mode_of(c) == Some(Mode::Enforce));
+        let total = f.score(|c| mode_of(c).is_some());
+        let mode = if enforced >= threshold {
+            Mode::Enforce
+        } else if total >= threshold {
+            Mode::Shadow
+        } else {
+            return None;
+        };
+        let counts = |c: Class| match mode {
+            Mode::Enforce => mode_of(c) == Some(Mode::Enforce),
+            Mode::Shadow => mode_of(c).is_some(),
+        };
+        let mut by_class: Vec<(Class, u32)> = Vec::new();
+        for x in f.list.iter().filter(|x| counts(x.class)) {
+            match by_class.iter_mut().find(|(c, _)| *c == x.class) {
+                Some((_, s)) => *s += x.severity as u32,
+                None => by_class.push((x.class, x.severity as u32)),
+            }
+        }
+        by_class.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let first = by_class.first().map(|(c, _)| *c)?;
+        Some(Detected {
+            mode,
+            classes: by_class.iter().map(|(c, _)| *c).collect(),
+            score: if mode == Mode::Enforce {
+                enforced
+            } else {
+                total
+            },
+            rule: *self.rules.get(first.index())?,
+        })
+    }
+}
+
+/// Framing and header anomalies.
+fn protocol(req: &Request<'_>, out: &mut Findings) {
+    let count = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    };
+    let lengths = count("content-length");
+    let te = req.header("transfer-encoding");
+    if lengths > 0 && te.is_some() {
+        out.add(Class::Protocol, "protocol-cl-te", Severity::Critical);
+    }
+    if lengths > 1
+        || req
+            .header("content-length")
+            .is_some_and(|v| v.contains(&b','))
+    {
+        out.add(
+            Class::Protocol,
+            "protocol-content-length",
+            Severity::Critical,
+        );
+    }
+    if let Some(te) = te {
+        if !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            out.add(
+                Class::Protocol,
+                "protocol-transfer-encoding",
+                Severity::Error,
+            );
+        }
+    }
+    if matches!(req.method, "GET" | "HEAD") && req.body_expected {
+        out.add(Class::Protocol, "protocol-body-on-get", Severity::Warning);
+    }
+    let bad = |v: &[u8]| v.iter().any(|c| (*c < 0x20 && *c != b'\t') || *c == 0x7f);
+    if req.headers.iter().any(|(_, v)| bad(v)) {
+        out.add(Class::Protocol, "protocol-control-char", Severity::Error);
+    }
+}
