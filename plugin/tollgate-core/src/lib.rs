@@ -178,6 +178,12 @@ impl Policy {
         }
     }
 
+    /// Whether detection reads this request's body (on for the route, and a text media type).
+    pub fn inspects_body(&self, route: Option<usize>, req: &Request<'_>) -> bool {
+        self.detection_threshold(route).is_some()
+            && detect::Detection::reads_media(req.header("content-type"))
+    }
+
     /// The detectors, when the policy has a `detection` block.
     pub fn detection(&self) -> Option<&detect::Detection> {
         self.detection.as_ref()

@@ -19,6 +19,10 @@ use crate::shared;
 /// Request header set on refused requests; see `envoy/retail.yaml`, `local_reply_config`.
 const REFUSED_MARK: &str = "x-tollgate-refused";
 
+/// Request header naming the enumeration rules that flagged a request, for the backend. A
+/// client's own copy is removed.
+const FLAG_HEADER: &str = "x-tollgate-flag";
+
 /// The answer when no policy is loaded.
 const NO_POLICY: &str = r#"{"type":"urn:tollgate:problem:policy-unavailable","title":"Service unavailable","status":503}"#;
 
@@ -28,6 +32,8 @@ struct Deferred {
     source: Option<std::net::IpAddr>,
     route: Option<usize>,
     shadowed: Vec<Block>,
+    /// What detection found before the body.
+    findings: tollgate_core::detect::Findings,
     /// The most body this request may have.
     cap: usize,
     /// The JSON structure scan, for routes whose bodies are JSON.
@@ -107,13 +113,13 @@ impl HttpContext for Http {
             None
         };
         // Present at all, even empty: Envoy's mappers match on presence.
-        if headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(REFUSED_MARK))
-        {
-            // Only Tollgate sets the mark; a client's copy would switch off the edge's
-            // problem formatting for Envoy's own refusals, and must not travel upstream.
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, REFUSED_MARK);
+        for mark in [REFUSED_MARK, FLAG_HEADER] {
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(mark)) {
+                // Only Tollgate sets these; a client's copy of the refusal mark would switch
+                // off the edge's problem formatting for Envoy's own refusals, and a flag of its
+                // own would mislead the backend. Neither travels upstream.
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, mark);
+            }
         }
         let req = Request::from_headers(&headers, source).with_body(!end_of_stream);
         let verdict = loaded.policy.decide(&req);
@@ -123,9 +129,10 @@ impl HttpContext for Http {
         // A body without a declared length (chunked, or HTTP/2) is counted as it arrives, so the
         // route's cap holds for it too.
         let unframed = req.header("content-length").is_none();
+        let inspected = policy.inspects_body(verdict.route, &req);
         if verdict.allowed()
             && !end_of_stream
-            && (keyed || unframed || rv.is_some_and(|v| v.reads_body()))
+            && (keyed || unframed || inspected || rv.is_some_and(|v| v.reads_body()))
         {
             // The body decides (its validation, its size, or a limit keyed on one of its
             // fields): hold the request (the bootstraps set allow_on_headers_stop_iteration, so
@@ -134,6 +141,7 @@ impl HttpContext for Http {
             self.deferred = Some(Deferred {
                 route: verdict.route,
                 shadowed: verdict.shadowed,
+                findings: verdict.findings,
                 headers,
                 source,
                 cap: if keyed { max.min(MAX_KEYED_BODY) } else { max },
@@ -243,6 +251,7 @@ impl Http {
             route: d.route,
             block: None,
             shadowed: d.shadowed,
+            findings: d.findings,
         };
         let mut body = None;
         if refusal.is_none() {
@@ -263,6 +272,13 @@ impl Http {
                 }
                 Mode::Shadow => verdict.shadowed.push(block),
             }
+        }
+        // Attack detection reads the body's strings (the JSON parsed once, above).
+        loaded
+            .policy
+            .detect_body(&mut verdict, &req, &d.body, body.as_ref());
+        if !verdict.allowed() {
+            return self.answer(loaded, &req, verdict, LimitVerdict::default());
         }
         self.decide(loaded, &req, verdict, body.as_ref())
     }
@@ -306,6 +322,9 @@ impl Http {
             }
             for s in &verdict.shadowed {
                 loaded.metrics.shadow_rule(s.rule);
+                if let BlockKind::Attack { classes, .. } = &s.kind {
+                    loaded.metrics.detected(classes);
+                }
                 log(LogLevel::Info, &describe("shadow", loaded, s, request_id));
             }
         }
@@ -320,6 +339,9 @@ impl Http {
             }
             Some(block) => {
                 loaded.metrics.blocked(block.rule);
+                if let BlockKind::Attack { classes, .. } = &block.kind {
+                    loaded.metrics.detected(classes);
+                }
                 log(
                     LogLevel::Debug,
                     &describe("blocked", loaded, block, request_id),
@@ -366,7 +388,15 @@ impl Http {
             .enumerate()
             .filter_map(|(i, l)| l.cost_on(route).map(|c| (i, c)))
             .collect();
-        if bans.is_empty() && limits.is_empty() {
+        let enums: Vec<usize> = (0..policy.enumerations().len())
+            .filter(|i| {
+                policy
+                    .enumerations()
+                    .get(*i)
+                    .is_some_and(|e| e.applies(route))
+            })
+            .collect();
+        if bans.is_empty() && limits.is_empty() && enums.is_empty() {
             return out;
         }
         // Without a clock no limit can be checked: each follows its failure mode.
@@ -381,6 +411,11 @@ impl Http {
                     return out;
                 }
             }
+            for i in enums {
+                if self.enum_failed(loaded, i, &mut out) {
+                    return out;
+                }
+            }
             return out;
         };
         let needs = |part: &KeyPart| {
@@ -390,6 +425,11 @@ impl Http {
                     limits
                         .iter()
                         .filter_map(|(i, _)| policy.rate_limits().get(*i).map(|l| &l.key)),
+                )
+                .chain(
+                    enums
+                        .iter()
+                        .filter_map(|i| policy.enumerations().get(*i).map(|e| &e.key)),
                 )
                 .any(|k| k.contains(part))
         };
@@ -520,7 +560,68 @@ impl Http {
                 }
             }
         }
+
+        // Enumeration: the distinct identifiers this client looked up in its window.
+        let params = if enums.is_empty() {
+            Vec::new()
+        } else {
+            policy.path_params(route, req)
+        };
+        let mut flags: Vec<&str> = Vec::new();
+        for i in enums {
+            let Some(e) = policy.enumerations().get(i) else {
+                continue;
+            };
+            let (Some(key), Some(value)) =
+                (key_of(&e.key, req, &cx), e.value_of(req, &params, body))
+            else {
+                continue;
+            };
+            let fp = limits::fp(seed, &key);
+            // A second hash for the value, from another seed: a client cannot choose values
+            // that share a bit without knowing the seed.
+            let value_hash = limits::fp(seed ^ 0x9e37_79b9_7f4a_7c15, &value);
+            match limits::observe(edge, e, fp, value_hash, now) {
+                Ok(o) if o.over => {
+                    loaded.metrics.enumeration_over(i, e.mode);
+                    let block = Block {
+                        rule: e.rule,
+                        kind: BlockKind::Enumeration {
+                            retry_after: o.retry_after,
+                        },
+                    };
+                    if e.mode == Mode::Shadow {
+                        flags.push(policy.rule_name(e.rule));
+                    }
+                    if out.hit(e.mode, block) {
+                        return out;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if self.enum_failed(loaded, i, &mut out) {
+                        return out;
+                    }
+                }
+            }
+        }
+        if !flags.is_empty() {
+            let _ = hostcalls::add_map_value(
+                MapType::HttpRequestHeaders,
+                FLAG_HEADER,
+                &flags.join(", "),
+            );
+        }
         out
+    }
+
+    /// As `limit_failed`, for an enumeration rule.
+    fn enum_failed(&self, loaded: &Loaded, i: usize, out: &mut LimitVerdict) -> bool {
+        let Some(e) = loaded.policy.enumerations().get(i) else {
+            return false;
+        };
+        loaded.metrics.enumeration_failure(i, e.on_failure);
+        failed_closed(out, e.rule, e.mode, e.on_failure)
     }
 
     /// A limit's state could not be used: count it, and refuse if it fails closed. Returns

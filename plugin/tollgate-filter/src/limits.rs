@@ -7,10 +7,12 @@
 //! key cannot be a compare-and-swap, so creating blocks while requests run could lose an update.
 //! The fingerprint seed is `tg/<edge>/seed`.
 
+use tollgate_core::enumeration::{EnumEntry, Enumeration, Observed, ENTRY_BYTES};
 use tollgate_core::limits::{
     block_len, blocks, choose_slot, encode_block, fingerprint, place, split_block, Admission, Ban,
     BanEntry, LimitEntry, RateLimit,
 };
+use tollgate_core::Mode;
 use tollgate_core::Policy;
 
 use crate::shared::{self, Read, Unavailable, Write};
@@ -30,6 +32,10 @@ fn ban_prefix(edge: &str, b: &Ban) -> String {
     format!("tg/{edge}/ban/{}", b.name)
 }
 
+fn enum_prefix(edge: &str, e: &Enumeration) -> String {
+    format!("tg/{edge}/enum/{}", e.name)
+}
+
 /// Creates every block of every limit and ban that does not exist yet (free slots). Blocks that
 /// exist (another worker made them, or an earlier configuration) are left as they are.
 pub(crate) fn prepare(policy: &Policy) -> Result<(), Unavailable> {
@@ -43,6 +49,12 @@ pub(crate) fn prepare(policy: &Policy) -> Result<(), Unavailable> {
                 .bans()
                 .iter()
                 .map(|b| (ban_prefix(edge, b), b.max_keys, BAN_ENTRY)),
+        )
+        .chain(
+            policy
+                .enumerations()
+                .iter()
+                .map(|e| (enum_prefix(edge, e), e.max_keys, ENTRY_BYTES)),
         );
     for (prefix, max_keys, size) in tables {
         for block in 0..blocks(max_keys) {
@@ -246,6 +258,56 @@ pub(crate) fn record(edge: &str, b: &Ban, fp: u64, now: u64) -> Result<Recorded,
         let encoded: Vec<[u8; BAN_ENTRY]> = entries.iter().map(BanEntry::encode).collect();
         match shared::set(&blk.key, &encode_block(&encoded), blk.cas)? {
             Write::Done => return Ok(Recorded { started, evicted }),
+            Write::CasMismatch => continue,
+        }
+    }
+    Err(Unavailable)
+}
+
+/// Records a value for client `fp` under enumeration rule `e`, under compare-and-swap. A value
+/// already seen writes nothing; so does a new one that a blocking rule refuses.
+pub(crate) fn observe(
+    edge: &str,
+    e: &Enumeration,
+    fp: u64,
+    value_hash: u64,
+    now: u64,
+) -> Result<Observed, Unavailable> {
+    let prefix = enum_prefix(edge, e);
+    let (block, ways) = place(fp, e.max_keys);
+    let len = block_len(block, e.max_keys);
+    for _ in 0..CAS_ATTEMPTS {
+        let blk = read_block(&prefix, block)?;
+        let mut entries: Vec<EnumEntry> = split_block(&blk.bytes, ENTRY_BYTES, len)
+            .into_iter()
+            .map(EnumEntry::decode)
+            .collect();
+        let candidates: Vec<(u32, u64, bool, u64)> = ways
+            .iter()
+            .filter_map(|i| {
+                entries.get(*i).map(|x| {
+                    (
+                        *i as u32,
+                        x.fingerprint,
+                        x.idle(now, e.window),
+                        x.window_start,
+                    )
+                })
+            })
+            .collect();
+        let (slot, _) = choose_slot(&candidates, fp).ok_or(Unavailable)?;
+        let entry = entries.get_mut(slot as usize).ok_or(Unavailable)?;
+        let observed = e.observe(entry, fp, value_hash, now);
+        let Some(next) = observed.next else {
+            return Ok(observed);
+        };
+        if observed.over && e.mode == Mode::Enforce {
+            return Ok(observed);
+        }
+        *entry = next;
+        let encoded: Vec<[u8; ENTRY_BYTES]> = entries.iter().map(EnumEntry::encode).collect();
+        match shared::set(&blk.key, &encode_block(&encoded), blk.cas)? {
+            Write::Done => return Ok(observed),
             Write::CasMismatch => continue,
         }
     }

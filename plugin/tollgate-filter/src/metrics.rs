@@ -4,10 +4,13 @@
 //! `wasmcustom.tollgate.<edge>.rule.<rule>.blocked` / `.shadow_blocked`. Per rate limit,
 //! `....rate_limit.<name>.{allowed,limited,evicted,expired,failure_open,failure_closed}`; per
 //! ban, `....ban.<name>.{banned,refused,evicted,failure_open,failure_closed}` (`banned`: keys
-//! banned; `refused`: requests refused while banned).
+//! banned; `refused`: requests refused while banned). Per detector class,
+//! `....detection.<class>.detected` (requests detection refused or would have, that the class
+//! scored on); per enumeration rule, `....enumeration.<name>.{over,failure_open,failure_closed}`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use tollgate_core::detect::Class;
 use tollgate_core::limits::FailureMode;
 use tollgate_core::{Policy, RuleId};
 
@@ -41,6 +44,11 @@ pub(crate) struct Metrics {
     rules: Vec<(Option<u32>, Option<u32>)>,
     limits: Vec<LimitCounters>,
     bans: Vec<BanCounters>,
+    /// Per detector class (in `Class::ALL` order): requests it scored on when detection
+    /// refused or would have refused.
+    detected: Vec<Option<u32>>,
+    /// Per enumeration rule: (over, failure_open, failure_closed).
+    enumerations: Vec<(Option<u32>, Option<u32>, Option<u32>)>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -106,6 +114,48 @@ impl Metrics {
                     }
                 })
                 .collect(),
+            detected: Class::ALL
+                .iter()
+                .map(|c| counter(&format!("{base}.detection.{}.detected", c.name())))
+                .collect(),
+            enumerations: policy
+                .enumerations()
+                .iter()
+                .map(|e| {
+                    let c = |what: &str| counter(&format!("{base}.enumeration.{}.{what}", e.name));
+                    (c("over"), c("failure_open"), c("failure_closed"))
+                })
+                .collect(),
+        }
+    }
+
+    /// A request detection refused (or would have): one per class that scored.
+    pub(crate) fn detected(&self, classes: &[Class]) {
+        for c in classes {
+            if let Some(id) = Class::ALL
+                .iter()
+                .position(|x| x == c)
+                .and_then(|i| self.detected.get(i))
+            {
+                bump(*id);
+            }
+        }
+    }
+
+    /// A client went past an enumeration rule's distinct values (refused or flagged).
+    pub(crate) fn enumeration_over(&self, i: usize, _mode: tollgate_core::Mode) {
+        if let Some(c) = self.enumerations.get(i) {
+            bump(c.0);
+        }
+    }
+
+    /// An enumeration rule's state could not be used.
+    pub(crate) fn enumeration_failure(&self, i: usize, mode: FailureMode) {
+        if let Some(c) = self.enumerations.get(i) {
+            bump(match mode {
+                FailureMode::Open => c.1,
+                FailureMode::Closed => c.2,
+            });
         }
     }
 

@@ -341,8 +341,25 @@ impl Detection {
         }
     }
 
+    /// Whether bodies of this `Content-Type` are read: JSON, forms, text and XML, or a body that
+    /// names no type. Binary uploads (PDF, images, `application/octet-stream`, multipart) are
+    /// not: scanning their bytes as text would find noise, and cost the most.
+    pub fn reads_media(content_type: Option<&[u8]>) -> bool {
+        let Some(media) = content_type else {
+            return true;
+        };
+        let media = media_type(media);
+        media.is_empty()
+            || media == "application/json"
+            || media.ends_with("+json")
+            || media == "application/x-www-form-urlencoded"
+            || media.starts_with("text/")
+            || media == "application/xml"
+            || media.ends_with("+xml")
+    }
+
     /// Inspects a request body: a JSON document's strings and member names, a form's names and
-    /// values, or any other body as one text value. `parsed` is the JSON document when the
+    /// values, or any other text body as one value (binary media types are skipped). `parsed` is the JSON document when the
     /// caller already has it.
     pub fn inspect_body(
         &self,
@@ -444,6 +461,16 @@ impl Detection {
             rule: *self.rules.get(first.index())?,
         })
     }
+}
+
+/// The media type of a `Content-Type` value, lower case, without parameters.
+fn media_type(v: &[u8]) -> String {
+    String::from_utf8_lossy(v)
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Framing and header anomalies.

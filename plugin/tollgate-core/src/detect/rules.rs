@@ -14,12 +14,15 @@ pub struct Engines {
     files: AhoCorasick,
     wrappers: AhoCorasick,
     shells: AhoCorasick,
+    code: AhoCorasick,
     sinks: AhoCorasick,
     scanners: AhoCorasick,
 }
 
 /// Files an attacker reads through traversal or inclusion (normalised, `\` read as `/`).
-const SENSITIVE_FILES: [&str; 34] = [
+const SENSITIVE_FILES: [&str; 36] = [
+    "/var/run/secrets/",
+    "serviceaccount/token",
     ".aws/credentials",
     ".docker/config",
     ".kube/config",
@@ -71,7 +74,8 @@ const WRAPPERS: [&str; 10] = [
 ];
 
 /// Shells, interpreters and tricks that only command injection writes.
-const SHELLS: [&str; 23] = [
+const SHELLS: [&str; 24] = [
+    "-oproxycommand",
     "() {",
     "/bin/sh",
     "/bin/bash",
@@ -95,6 +99,35 @@ const SHELLS: [&str; 23] = [
     "|sh",
     "| bash",
     "|bash",
+];
+
+/// Server-side template and expression-language injection: what a payload needs to reach a
+/// runtime's process or class machinery (Jinja2, Spring EL, OGNL, FreeMarker, Smarty, PHP).
+const CODE: [&str; 24] = [
+    "__class__",
+    "__globals__",
+    "__subclasses__",
+    "__mro__",
+    "__builtins__",
+    "__import__",
+    "getruntime(",
+    "java.lang.runtime",
+    "processbuilder",
+    "freemarker.template.utility",
+    "_memberaccess",
+    "{php}",
+    "system('",
+    "system(\"",
+    "passthru(",
+    "shell_exec(",
+    "proc_open(",
+    "popen(",
+    "os.system",
+    "subprocess.",
+    "child_process",
+    "runtime.exec",
+    ".exec('",
+    ".exec(\"",
 ];
 
 /// JavaScript that only a script-injection payload needs.
@@ -121,7 +154,13 @@ const SINKS: [&str; 19] = [
 ];
 
 /// Attack and scanning tools, as they name themselves in `User-Agent`.
-const SCANNERS: [&str; 53] = [
+const SCANNERS: [&str; 59] = [
+    "dotdotpwn",
+    "l9scan",
+    "leakix",
+    "nimbostratus",
+    "x00_-gawa",
+    "grabber/",
     "mozilla/5.0 sf/",
     "wapiti",
     "vega/",
@@ -406,6 +445,7 @@ impl Engines {
             files: AhoCorasick::new(SENSITIVE_FILES).ok()?,
             wrappers: AhoCorasick::new(WRAPPERS).ok()?,
             shells: AhoCorasick::new(SHELLS).ok()?,
+            code: AhoCorasick::new(CODE).ok()?,
             sinks: AhoCorasick::new(SINKS).ok()?,
             scanners: AhoCorasick::new(SCANNERS).ok()?,
         })
@@ -444,6 +484,10 @@ impl Engines {
                     }
                     if w == b"into" && matches!(word(i + 1), b"outfile" | b"dumpfile") {
                         out.add(Class::Sqli, "sqli-file", Severity::Critical);
+                    }
+                    if w.starts_with(b"@@") && w.len() > 2 {
+                        // Server variables (`@@version`, `@@datadir`): SQL and nothing else.
+                        out.add(Class::Sqli, "sqli-variable", Severity::Critical);
                     }
                     if SQL_CATALOGS.iter().any(|c| contains(w, c.as_bytes())) {
                         out.add(Class::Sqli, "sqli-catalog", Severity::Error);
@@ -668,6 +712,9 @@ impl Engines {
         if contains(t, b"${") && lookup.iter().any(|l| contains(t, l)) {
             out.add(Class::Command, "jndi-lookup", Severity::Critical);
         }
+        if self.code.is_match(t) {
+            out.add(Class::Command, "code-injection", Severity::Critical);
+        }
         if contains(t, b"$(") {
             out.add(Class::Command, "command-substitution", Severity::Error);
         }
@@ -740,7 +787,7 @@ fn command_after(t: &[u8], from: usize) -> bool {
             if word.len() < 40 {
                 word.push(c);
             }
-        } else if c == b'\'' || c == b'"' || c == b'\\' || c == b'[' || c == b']' {
+        } else if c == b'\'' || c == b'"' || c == b'\\' || c == b'[' || c == b']' || c == b'^' {
             // `c'a't`, `w"h"oami`, `w\hoami`, `c[a]t`: the shell drops the quotes and a
             // one-letter bracket matches the letter.
         } else {
