@@ -116,9 +116,46 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Result<Respo
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(bytes)?;
+    // Read until the response is complete, not until the connection closes: after a local reply
+    // Envoy waits up to its delayed-close timeout (1 s) for the client to close first.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).context("reading the response")?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf).context("reading the response")?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if complete(&raw, head_only) {
+            break;
+        }
+    }
     parse_response(&raw, head_only)
+}
+
+/// Whether `raw` holds a whole response: headers, then the body its framing announces.
+fn complete(raw: &[u8], head_only: bool) -> bool {
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    let Ok(httparse::Status::Complete(n)) = r.parse(raw) else {
+        return false;
+    };
+    if head_only || matches!(r.code, Some(100..=199 | 204 | 304)) {
+        return true;
+    }
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return raw.len() >= n + len;
+    }
+    if header("transfer-encoding").as_deref() == Some("chunked") {
+        return raw.ends_with(b"\r\n0\r\n\r\n") || raw.get(n..) == Some(&b"0\r\n\r\n"[..]);
+    }
+    false
 }
 
 /// `GET path` with no extra headers.

@@ -65,7 +65,9 @@ impl RootContext for Root {
                     ),
                 );
                 let metrics = Metrics::define(&policy);
-                let limited = !policy.rate_limits().is_empty() || !policy.bans().is_empty();
+                let limited = !policy.rate_limits().is_empty()
+                    || !policy.bans().is_empty()
+                    || !policy.enumerations().is_empty();
                 let seed = if limited {
                     if crate::limits::prepare(&policy).is_err() {
                         log(

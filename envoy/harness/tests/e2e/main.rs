@@ -6,6 +6,7 @@ mod common;
 mod compose;
 mod config;
 mod dealer;
+mod detection;
 mod limits;
 mod local_replies;
 mod retail;

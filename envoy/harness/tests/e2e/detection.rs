@@ -1,0 +1,200 @@
+//! Attack detection and enumeration through real Envoy (two workers): the labelled corpus sent
+//! to the shipped retail policy, and VIN sweeps refused or flagged across workers.
+
+use harness::http::{Request, Response};
+
+fn corpus(rel: &str) -> Vec<String> {
+    let path = format!("{}/../../policies/corpus/{rel}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn booking(comment: &str, i: usize) -> Request {
+    let body = serde_json::json!({
+        "dealer_id": "D-1001", "model": "e-sport", "slot": "2026-12-03T09:30:00+01:00",
+        "name": "Ann Example", "comment": comment,
+    });
+    Request::new("POST", "/v1/test-drives")
+        .header("x-forwarded-for", &format!("192.0.2.{}", 1 + i % 200))
+        .header("authorization", "Bearer t")
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+        )
+        .body(body.to_string())
+}
+
+fn catalogue(ua: &str, i: usize) -> Request {
+    Request::new("GET", "/v1/configurator/models")
+        .header("x-forwarded-for", &format!("198.51.100.{}", 1 + i % 200))
+        .header("user-agent", ua)
+}
+
+fn detected(r: &Response) -> bool {
+    r.status == 403
+        && r.json()
+            .ok()
+            .and_then(|j| j["type"].as_str().map(str::to_owned))
+            .as_deref()
+            == Some("urn:tollgate:problem:attack-detected")
+}
+
+#[test]
+fn the_corpus_through_envoy_with_the_shipped_retail_policy() {
+    let (backend, envoy) =
+        harness::envoy::edge_with_policy("retail", tollgate_policies::RETAIL, 2).unwrap();
+    let mut i = 0;
+    let mut next = || {
+        i += 1;
+        i
+    };
+    for class in ["sqli", "xss", "traversal", "command", "ssrf", "scanner"] {
+        let lines = corpus(&format!("attack/{class}.txt"));
+        let mut hit = 0;
+        for line in &lines {
+            let req = if class == "scanner" {
+                catalogue(line, next())
+            } else {
+                booking(line, next())
+            };
+            let r = req.send(envoy.addr).unwrap();
+            if detected(&r) {
+                // The answer names classes, never the payload.
+                assert!(!r.text().contains(line.as_str()), "{class}: payload echoed");
+                hit += 1;
+            } else {
+                eprintln!("  missed {class}: {line} -> {}", r.status);
+            }
+        }
+        let rate = 100.0 * hit as f64 / lines.len() as f64;
+        eprintln!(
+            "{class:<10} {hit}/{} detected through Envoy ({rate:.1}%)",
+            lines.len()
+        );
+        assert!(rate >= 95.0, "{class}: {hit}/{}", lines.len());
+    }
+    let served = backend.served();
+    let (mut n, mut fp) = (0, 0);
+    for line in corpus("benign/values.txt") {
+        n += 1;
+        let r = booking(&line, next()).send(envoy.addr).unwrap();
+        if r.status != 200 {
+            fp += 1;
+            eprintln!(
+                "  refused benign value: {line} -> {} {}",
+                r.status,
+                r.text()
+            );
+        }
+    }
+    for line in corpus("benign/user-agents.txt") {
+        n += 1;
+        let r = catalogue(&line, next()).send(envoy.addr).unwrap();
+        if r.status != 200 {
+            fp += 1;
+            eprintln!("  refused benign User-Agent: {line} -> {}", r.status);
+        }
+    }
+    eprintln!("benign: {fp}/{n} refused through Envoy");
+    assert!(fp as f64 <= 0.005 * n as f64, "{fp}/{n} false positives");
+    assert_eq!(backend.served() - served, (n - fp) as u64);
+    let sqli = envoy
+        .stat("wasmcustom.tollgate.retail.detection.sqli.detected")
+        .unwrap()
+        .unwrap_or(0);
+    assert!(sqli >= 95, "sqli detections counted: {sqli}");
+}
+
+const ENUMERATION: &str = r#"{"version":"e2e-enumeration","edge":"dealer",
+  "routes":[{"name":"vin","path":"/v1/vehicles/{vin}","methods":["GET"]},
+            {"name":"recalls","path":"/v1/vehicles/{vin}/recalls","methods":["GET"]}],
+  "enumeration":[
+    {"name":"vin-sweep","key":[{"header":"x-dealer-id"}],"value":{"path_param":"vin"},
+     "routes":["vin"],"max_distinct":40,"window":"1h","action":"block"},
+    {"name":"recall-sweep","key":[{"header":"x-dealer-id"}],"value":{"path_param":"vin"},
+     "routes":["recalls"],"max_distinct":10,"window":"1h","action":"flag"}]}"#;
+
+fn vin(i: usize) -> String {
+    format!("WVWZZZ1JZXW{i:06}")
+}
+
+fn lookup(path: &str, dealer: &str) -> Request {
+    Request::new("GET", path).header("x-dealer-id", dealer)
+}
+
+#[test]
+fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
+    let (backend, envoy) = harness::envoy::edge_with_policy("dealer", ENUMERATION, 2).unwrap();
+    // Each request on its own connection: Envoy spreads them over both workers.
+    let mut allowed = 0;
+    let mut first_refusal = None;
+    for i in 0..60 {
+        let r = lookup(&format!("/v1/vehicles/{}", vin(i)), "D-1001")
+            .send(envoy.addr)
+            .unwrap();
+        match r.status {
+            200 => allowed += 1,
+            429 => {
+                first_refusal.get_or_insert(r);
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    eprintln!("distinct VINs admitted before the sweep was refused: {allowed} (limit 40)");
+    assert!((38..=42).contains(&allowed), "{allowed} admitted");
+    let refusal = first_refusal.expect("the sweep was refused");
+    let j = refusal.json().unwrap();
+    assert_eq!(j["type"], "urn:tollgate:problem:enumeration");
+    assert_eq!(j["rule"], "enumeration.vin-sweep");
+    let retry: u64 = refusal.header("retry-after").unwrap().parse().unwrap();
+    assert!((3500..=3600).contains(&retry), "retry-after {retry}");
+    // A VIN already looked up is still served; another dealer has its own count.
+    assert_eq!(
+        lookup(&format!("/v1/vehicles/{}", vin(0)), "D-1001")
+            .send(envoy.addr)
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        lookup(&format!("/v1/vehicles/{}", vin(59)), "D-2002")
+            .send(envoy.addr)
+            .unwrap()
+            .status,
+        200
+    );
+    let over = envoy
+        .stat("wasmcustom.tollgate.dealer.enumeration.vin-sweep.over")
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(over, 60 - allowed as u64);
+
+    // Flagged, not refused: past 10 distinct VINs the backend sees x-tollgate-flag. A client's
+    // own flag never reaches it.
+    let flagged_names = |r: &Response| {
+        let names = r.json().unwrap()["header_names"].clone();
+        names
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "x-tollgate-flag")
+    };
+    let mut flagged = Vec::new();
+    for i in 0..15 {
+        let r = lookup(&format!("/v1/vehicles/{}/recalls", vin(100 + i)), "D-3003")
+            .header("x-tollgate-flag", "forged")
+            .send(envoy.addr)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        flagged.push(flagged_names(&r));
+    }
+    eprintln!("recall look-ups flagged: {flagged:?}");
+    assert!(flagged[..9].iter().all(|f| !f), "{flagged:?}");
+    assert!(flagged[12..].iter().all(|f| *f), "{flagged:?}");
+    assert!(backend.served() > 0);
+}
