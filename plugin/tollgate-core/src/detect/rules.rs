@@ -17,6 +17,7 @@ pub struct Engines {
     code: AhoCorasick,
     sinks: AhoCorasick,
     scanners: AhoCorasick,
+    catalogs: AhoCorasick,
 }
 
 /// Files an attacker reads through traversal or inclusion (normalised, `\` read as `/`).
@@ -84,7 +85,7 @@ const SHELLS: [&str; 24] = [
     "/bin/busybox",
     "cmd.exe",
     "cmd /c",
-    "powershell",
+    "powershell -",
     "/dev/tcp/",
     "/dev/udp/",
     "${ifs}",
@@ -438,16 +439,25 @@ const HANDLERS: [&str; 40] = [
     "auxclick",
 ];
 
+/// A DFA: the fastest search, and these pattern sets are small (built once per policy).
+fn dfa(patterns: &[&str]) -> Option<AhoCorasick> {
+    AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(patterns)
+        .ok()
+}
+
 impl Engines {
     /// Builds the automata. Never fails: the patterns are fixed.
     pub fn new() -> Option<Engines> {
         Some(Engines {
-            files: AhoCorasick::new(SENSITIVE_FILES).ok()?,
-            wrappers: AhoCorasick::new(WRAPPERS).ok()?,
-            shells: AhoCorasick::new(SHELLS).ok()?,
-            code: AhoCorasick::new(CODE).ok()?,
-            sinks: AhoCorasick::new(SINKS).ok()?,
-            scanners: AhoCorasick::new(SCANNERS).ok()?,
+            files: dfa(&SENSITIVE_FILES)?,
+            wrappers: dfa(&WRAPPERS)?,
+            shells: dfa(&SHELLS)?,
+            code: dfa(&CODE)?,
+            sinks: dfa(&SINKS)?,
+            scanners: dfa(&SCANNERS)?,
+            catalogs: dfa(&SQL_CATALOGS)?,
         })
     }
 
@@ -489,9 +499,6 @@ impl Engines {
                         // Server variables (`@@version`, `@@datadir`): SQL and nothing else.
                         out.add(Class::Sqli, "sqli-variable", Severity::Critical);
                     }
-                    if SQL_CATALOGS.iter().any(|c| contains(w, c.as_bytes())) {
-                        out.add(Class::Sqli, "sqli-catalog", Severity::Error);
-                    }
                     if NOSQL_OPERATORS.iter().any(|o| o.as_bytes() == w)
                         && (i == 0
                             || matches!(punct(i.wrapping_sub(1)), b'[' | b'{' | b'"' | b'\''))
@@ -514,49 +521,14 @@ impl Engines {
                             }
                         }
                     }
-                    if matches!(
-                        w,
-                        b"select"
-                            | b"union"
-                            | b"or"
-                            | b"and"
-                            | b"order"
-                            | b"group"
-                            | b"having"
-                            | b"where"
-                            | b"from"
-                            | b"insert"
-                            | b"update"
-                            | b"delete"
-                            | b"drop"
-                            | b"exec"
-                            | b"execute"
-                            | b"declare"
-                            | b"like"
-                            | b"null"
-                            | b"case"
-                            | b"when"
-                            | b"xor"
-                            | b"div"
-                            | b"limit"
-                            | b"procedure"
-                            | b"into"
-                            | b"waitfor"
-                            | b"rlike"
-                            | b"regexp"
-                            | b"sounds"
-                            | b"not"
-                    ) {
+                    // SQL grammar, not English that shares its words ("sport or luxury",
+                    // "select the trim"): reason enough to run libinjection's tokenizer, which
+                    // costs a few microseconds.
+                    if sql_grammar(&toks, i, w) {
                         suspicious = true;
                     }
                 }
                 Tok::Punct(p) => {
-                    if matches!(
-                        p,
-                        b'\'' | b'"' | b'`' | b';' | b'#' | b'(' | b'=' | b'|' | b'&'
-                    ) {
-                        suspicious = true;
-                    }
                     if *p == b';' {
                         stacked(&toks, i + 1, out);
                     }
@@ -571,7 +543,10 @@ impl Engines {
                 }
             }
         }
-        if contains(t, b"--") || contains(t, b"/*") {
+        if self.catalogs.is_match(t) {
+            out.add(Class::Sqli, "sqli-catalog", Severity::Error);
+        }
+        if comment_after_code(t) || contains(t, b"/*") || quote_breaks(t) {
             suspicious = true;
         }
         // A closed string or bracket followed by a comment that ends the statement: `admin'#`.
@@ -665,11 +640,16 @@ impl Engines {
 
     /// Path traversal and file inclusion.
     pub fn traversal(&self, t: &[u8], out: &mut Findings) {
-        let slashed: Vec<u8> = t
-            .iter()
-            .map(|c| if *c == b'\\' { b'/' } else { *c })
-            .collect();
-        let s = slashed.as_slice();
+        let owned: Vec<u8>;
+        let s: &[u8] = if t.contains(&b'\\') {
+            owned = t
+                .iter()
+                .map(|c| if *c == b'\\' { b'/' } else { *c })
+                .collect();
+            &owned
+        } else {
+            t
+        };
         let mut i = 0;
         while let Some(at) = super::normalize::find(s, i, b"..") {
             i = at + 1;
@@ -890,7 +870,7 @@ fn comparison(toks: &[Tok<'_>], i: usize) -> Option<bool> {
         }
     }
     let (y, yq, _) = operand(toks, i)?;
-    let numeric = |w: &[u8]| !w.is_empty() && w.iter().all(u8::is_ascii_digit);
+    let numeric = sql_number;
     if x == y && (xq || numeric(x) || x.len() <= 3) {
         return Some(true);
     }
@@ -1154,6 +1134,140 @@ fn push_char(out: &mut Vec<u8>, ch: char) {
     out.extend_from_slice(ch.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes());
 }
 
+/// `--` right after code (`1--`, `')--`), not a dash in prose (`tall -- and`).
+fn comment_after_code(t: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(at) = t.get(from..).and_then(|s| memchr::memmem::find(s, b"--")) {
+        let k = from + at;
+        if k > 0 && !matches!(t.get(k - 1), Some(b' ' | b'-' | b'\n')) {
+            return true;
+        }
+        from = k + 2;
+    }
+    false
+}
+
+/// Whether a quote may close a SQL string: any double quote or backtick, and an apostrophe
+/// unless it sits inside a word (`O'Neil`, `don't`) with no SQL keyword right after it.
+fn quote_breaks(t: &[u8]) -> bool {
+    for (k, c) in t.iter().enumerate() {
+        match c {
+            b'"' | b'`' => return true,
+            b'\'' => {
+                let prev = k.checked_sub(1).and_then(|p| t.get(p));
+                let next = t.get(k + 1);
+                let inside = prev.is_some_and(u8::is_ascii_alphabetic)
+                    && next.is_some_and(u8::is_ascii_alphabetic);
+                if !inside {
+                    return true;
+                }
+                let rest = t.get(k + 1..).unwrap_or(&[]);
+                let word_end = rest
+                    .iter()
+                    .position(|c| !c.is_ascii_alphabetic())
+                    .unwrap_or(rest.len());
+                let after = rest.get(..word_end).unwrap_or(&[]);
+                if matches!(
+                    after,
+                    b"or"
+                        | b"and"
+                        | b"xor"
+                        | b"union"
+                        | b"like"
+                        | b"rlike"
+                        | b"regexp"
+                        | b"having"
+                        | b"where"
+                        | b"order"
+                        | b"group"
+                        | b"limit"
+                        | b"select"
+                        | b"insert"
+                        | b"update"
+                        | b"delete"
+                        | b"drop"
+                        | b"exec"
+                        | b"into"
+                        | b"is"
+                        | b"in"
+                        | b"div"
+                        | b"mod"
+                        | b"between"
+                        | b"sounds"
+                ) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A SQL number literal: digits (with a decimal point), or `0x` and hex digits.
+fn sql_number(w: &[u8]) -> bool {
+    match w.strip_prefix(b"0x") {
+        Some(h) => !h.is_empty() && h.iter().all(u8::is_ascii_hexdigit),
+        None => {
+            w.first().is_some_and(u8::is_ascii_digit)
+                && w.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        }
+    }
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    super::normalize::find(hay, 0, needle).is_some()
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+/// Whether the word at token `i` starts SQL rather than English: `or`/`and` before a number,
+/// quote or bracket, `select` with a `from`, `*` or `@@` soon after, `union select`, `order by`,
+/// `group by`, `insert into`, `delete from`, `update … set`, `drop table`, `exec xp_…`,
+/// `waitfor delay`, `limit` with a number.
+fn sql_grammar(toks: &[Tok<'_>], i: usize, w: &[u8]) -> bool {
+    let word = |k: usize| match toks.get(k) {
+        Some(Tok::Word(w)) => *w,
+        _ => &b""[..],
+    };
+    let punct = |k: usize| match toks.get(k) {
+        Some(Tok::Punct(p)) => *p,
+        _ => 0,
+    };
+    let number = |k: usize| sql_number(word(k));
+    match w {
+        b"or" | b"and" | b"xor" | b"having" | b"where" => {
+            number(i + 1)
+                || matches!(punct(i + 1), b'(' | b'\'' | b'"' | b'`' | b'!' | b'-')
+                || matches!(
+                    word(i + 1),
+                    b"not" | b"true" | b"false" | b"null" | b"exists"
+                )
+        }
+        b"select" => (i + 1..i + 8).any(|k| {
+            matches!(
+                word(k),
+                b"from" | b"null" | b"version" | b"user" | b"database"
+            ) || word(k).starts_with(b"@@")
+                || matches!(punct(k), b'*' | b'(')
+        }),
+        b"union" => matches!(word(i + 1), b"select" | b"all" | b"distinct") || punct(i + 1) == b'(',
+        b"order" | b"group" => word(i + 1) == b"by",
+        b"insert" | b"replace" => word(i + 1) == b"into",
+        b"delete" => word(i + 1) == b"from",
+        b"update" => word(i + 2) == b"set",
+        b"drop" | b"truncate" | b"alter" => {
+            matches!(
+                word(i + 1),
+                b"table" | b"database" | b"schema" | b"user" | b"view"
+            )
+        }
+        b"exec" | b"execute" | b"declare" => {
+            word(i + 1).starts_with(b"xp_")
+                || word(i + 1).starts_with(b"sp_")
+                || word(i + 1).starts_with(b"@")
+        }
+        b"waitfor" | b"sleep" | b"benchmark" | b"pg_sleep" => true,
+        b"limit" | b"offset" => number(i + 1),
+        b"like" | b"rlike" | b"regexp" => matches!(punct(i + 1), b'\'' | b'"'),
+        _ => false,
+    }
 }
