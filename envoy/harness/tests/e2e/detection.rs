@@ -1,7 +1,7 @@
 //! Attack detection and enumeration through real Envoy (two workers): the labelled corpus sent
 //! to the shipped retail policy, and VIN sweeps refused or flagged across workers.
 
-use harness::http::{Request, Response};
+use harness::http::{send_raw, Request, Response};
 
 fn corpus(rel: &str) -> Vec<String> {
     let path = format!("{}/../../policies/corpus/{rel}", env!("CARGO_MANIFEST_DIR"));
@@ -197,4 +197,20 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
     assert!(flagged[..9].iter().all(|f| !f), "{flagged:?}");
     assert!(flagged[12..].iter().all(|f| *f), "{flagged:?}");
     assert!(backend.served() > 0);
+}
+
+#[test]
+fn request_smuggling_framing_never_reaches_the_backend() {
+    let (backend, envoy) =
+        harness::envoy::edge_with_policy("retail", tollgate_policies::RETAIL, 2).unwrap();
+    // Content-Length with Transfer-Encoding: Envoy's codec refuses it before any filter runs,
+    // and the edge's local-reply mapping makes that a problem document too.
+    let raw = format!(
+        "POST /v1/test-drives HTTP/1.1\r\nhost: {}\r\nx-forwarded-for: 192.0.2.80\r\nauthorization: Bearer t\r\ncontent-type: application/json\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        envoy.addr
+    );
+    let r = send_raw(envoy.addr, raw.as_bytes(), false).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(backend.served(), 0);
 }

@@ -230,7 +230,8 @@ impl Detection {
         let t = buf.as_slice();
         if self.on(Class::Protocol) {
             if seen.nul {
-                out.add(Class::Protocol, "protocol-null-byte", Severity::Error);
+                // A NUL truncates strings in C and file APIs: never part of a legitimate value.
+                out.add(Class::Protocol, "protocol-null-byte", Severity::Critical);
             }
             if seen.control {
                 out.add(Class::Protocol, "protocol-control-char", Severity::Error);
@@ -242,8 +243,14 @@ impl Detection {
             if seen.multi_encoded {
                 out.add(Class::Protocol, "protocol-multi-encoded", Severity::Notice);
             }
-            if seen.line_break && loc != Location::Value {
-                out.add(Class::Protocol, "protocol-line-break", Severity::Warning);
+            // CR/LF in a path or a parameter name, or before something shaped like a header in
+            // a value: header injection and response splitting.
+            if seen.line_break && (loc != Location::Value || header_after_break(buf)) {
+                out.add(
+                    Class::Protocol,
+                    "protocol-header-injection",
+                    Severity::Critical,
+                );
             }
         }
         if t.is_empty() {
@@ -252,7 +259,7 @@ impl Detection {
         let run = |c: Class| loc.reads(c) && self.on(c);
         let e = &self.engines;
         if run(Class::Scanner) {
-            e.scanner(t, out);
+            e.scanner(e.literals(t), out);
         }
         // Which ASCII bytes occur, in one pass: each detector below needs some of them.
         let mut present = [false; 128];
@@ -275,17 +282,18 @@ impl Detection {
         if plain {
             return;
         }
+        let lit = e.literals(t);
         if run(Class::Sqli) {
-            e.sqli(t, out);
+            e.sqli(t, lit, out);
         }
         if run(Class::Xss) && any(b"<>\"'`:(={&\\+") {
-            e.xss(t, out);
+            e.xss(t, lit, out);
         }
         if run(Class::Traversal) && any(b"./\\:") {
-            e.traversal(t, out);
+            e.traversal(t, lit, out);
         }
         if run(Class::Command) {
-            e.command(t, out);
+            e.command(t, lit, out);
         }
         if run(Class::Ssrf) && t.windows(2).any(|w| w == b"//") {
             ssrf::scan(t, |target| {
@@ -311,7 +319,8 @@ impl Detection {
         let path = req.path_only();
         if self.on(Class::Traversal) {
             normalize(path.as_bytes(), false, &mut buf);
-            self.engines.traversal(&buf, out);
+            let lit = self.engines.literals(&buf);
+            self.engines.traversal(&buf, lit, out);
         }
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             self.value(seg.as_bytes(), false, Location::PathSegment, &mut buf, out);
@@ -476,6 +485,23 @@ impl Detection {
             rule: *self.rules.get(first.index())?,
         })
     }
+}
+
+/// Whether a line break is followed by `name:` (a header line): each break reads at most the
+/// token after it, so the scan stays linear.
+fn header_after_break(t: &[u8]) -> bool {
+    let mut rest = t;
+    while let Some(p) = rest.iter().position(|c| *c == b'\n') {
+        rest = rest.get(p + 1..).unwrap_or(&[]);
+        let name = rest
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+            .count();
+        if name > 0 && rest.get(name) == Some(&b':') {
+            return true;
+        }
+    }
+    false
 }
 
 /// The media type of a `Content-Type` value, lower case, without parameters.

@@ -8,20 +8,40 @@ use aho_corasick::AhoCorasick;
 
 use super::{Class, Findings, Severity};
 
-/// Keyword automata, built once per policy.
+/// Every keyword set in one Aho-Corasick automaton, built once per policy: a value is searched
+/// once, and each detector reads which of its sets matched.
 #[derive(Debug)]
 pub struct Engines {
-    files: AhoCorasick,
-    wrappers: AhoCorasick,
-    shells: AhoCorasick,
-    code: AhoCorasick,
-    sinks: AhoCorasick,
-    scanners: AhoCorasick,
-    catalogs: AhoCorasick,
+    literals: AhoCorasick,
+    /// The set each pattern belongs to, by pattern index.
+    groups: Vec<Group>,
+}
+
+/// A keyword set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    Files = 0,
+    WeakFiles,
+    Wrappers,
+    Shells,
+    Code,
+    Sinks,
+    Scanners,
+    Catalogs,
+}
+
+/// Which keyword sets matched a value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Literals(u16);
+
+impl Literals {
+    fn has(self, g: Group) -> bool {
+        self.0 & (1 << g as u16) != 0
+    }
 }
 
 /// Files an attacker reads through traversal or inclusion (normalised, `\` read as `/`).
-const SENSITIVE_FILES: [&str; 36] = [
+const SENSITIVE_FILES: [&str; 33] = [
     "/var/run/secrets/",
     "serviceaccount/token",
     ".aws/credentials",
@@ -55,10 +75,10 @@ const SENSITIVE_FILES: [&str; 36] = [
     ".ssh/",
     "/var/log/",
     "c:/windows",
-    "/etc/",
-    "/usr/local/",
-    "applicationhost.config",
 ];
+
+/// Places a file read also starts from, but so do legitimate paths: weaker evidence.
+const WEAK_FILES: [&str; 3] = ["/etc/", "/usr/local/", "applicationhost.config"];
 
 /// Stream wrappers and schemes that turn a file name into code or a remote fetch.
 const WRAPPERS: [&str; 10] = [
@@ -439,30 +459,47 @@ const HANDLERS: [&str; 40] = [
     "auxclick",
 ];
 
-/// A DFA: the fastest search, and these pattern sets are small (built once per policy).
-fn dfa(patterns: &[&str]) -> Option<AhoCorasick> {
-    AhoCorasick::builder()
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-        .build(patterns)
-        .ok()
-}
-
 impl Engines {
-    /// Builds the automata. Never fails: the patterns are fixed.
+    /// Builds the automaton. `None` only if the fixed patterns could not be compiled.
     pub fn new() -> Option<Engines> {
-        Some(Engines {
-            files: dfa(&SENSITIVE_FILES)?,
-            wrappers: dfa(&WRAPPERS)?,
-            shells: dfa(&SHELLS)?,
-            code: dfa(&CODE)?,
-            sinks: dfa(&SINKS)?,
-            scanners: dfa(&SCANNERS)?,
-            catalogs: dfa(&SQL_CATALOGS)?,
-        })
+        let sets: [(Group, &[&str]); 8] = [
+            (Group::Files, &SENSITIVE_FILES),
+            (Group::WeakFiles, &WEAK_FILES),
+            (Group::Wrappers, &WRAPPERS),
+            (Group::Shells, &SHELLS),
+            (Group::Code, &CODE),
+            (Group::Sinks, &SINKS),
+            (Group::Scanners, &SCANNERS),
+            (Group::Catalogs, &SQL_CATALOGS),
+        ];
+        let mut patterns = Vec::new();
+        let mut groups = Vec::new();
+        for (g, list) in sets {
+            for p in list {
+                patterns.push(*p);
+                groups.push(g);
+            }
+        }
+        let literals = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&patterns)
+            .ok()?;
+        Some(Engines { literals, groups })
+    }
+
+    /// Searches a value once for every keyword set.
+    pub fn literals(&self, t: &[u8]) -> Literals {
+        let mut found = 0u16;
+        for m in self.literals.find_overlapping_iter(t) {
+            if let Some(g) = self.groups.get(m.pattern().as_usize()) {
+                found |= 1 << *g as u16;
+            }
+        }
+        Literals(found)
     }
 
     /// SQL injection (and NoSQL operators).
-    pub fn sqli(&self, t: &[u8], out: &mut Findings) {
+    pub fn sqli(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let toks = tokens(t);
         let word = |i: usize| match toks.get(i) {
             Some(Tok::Word(w)) => *w,
@@ -499,7 +536,8 @@ impl Engines {
                         // Server variables (`@@version`, `@@datadir`): SQL and nothing else.
                         out.add(Class::Sqli, "sqli-variable", Severity::Critical);
                     }
-                    if NOSQL_OPERATORS.iter().any(|o| o.as_bytes() == w)
+                    if w.first() == Some(&b'$')
+                        && NOSQL_OPERATORS.iter().any(|o| o.as_bytes() == w)
                         && (i == 0
                             || matches!(punct(i.wrapping_sub(1)), b'[' | b'{' | b'"' | b'\''))
                     {
@@ -543,7 +581,7 @@ impl Engines {
                 }
             }
         }
-        if self.catalogs.is_match(t) {
+        if lit.has(Group::Catalogs) {
             out.add(Class::Sqli, "sqli-catalog", Severity::Error);
         }
         if comment_after_code(t) || contains(t, b"/*") || quote_breaks(t) {
@@ -571,7 +609,7 @@ impl Engines {
     }
 
     /// Cross-site scripting.
-    pub fn xss(&self, t: &[u8], out: &mut Findings) {
+    pub fn xss(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let decoded;
         let views: &[&[u8]] = if t.contains(&b'&') || t.contains(&b'\\') {
             decoded = html_entities(t);
@@ -584,11 +622,17 @@ impl Engines {
             &[t]
         };
         for &v in views {
-            self.xss_view(v, out);
+            // Decoded entities may spell a sink the raw value did not.
+            let lit = if v.len() == t.len() && v == t {
+                lit
+            } else {
+                self.literals(v)
+            };
+            self.xss_view(v, lit, out);
         }
     }
 
-    fn xss_view(&self, t: &[u8], out: &mut Findings) {
+    fn xss_view(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let has_lt = t.contains(&b'<');
         if has_lt {
             tags(t, out);
@@ -597,7 +641,7 @@ impl Engines {
         let breaks_attribute =
             has_lt || t.contains(&b'"') || t.contains(&b'\'') || t.contains(&b'`');
         handlers(t, breaks_attribute, out);
-        let sink = self.sinks.is_match(t);
+        let sink = lit.has(Group::Sinks);
         if sink {
             out.add(Class::Xss, "xss-js-sink", Severity::Warning);
             // Breaking out of a script string: `";alert(1)//`, `'-alert(1)-'`, `${alert(1)}`.
@@ -639,7 +683,7 @@ impl Engines {
     }
 
     /// Path traversal and file inclusion.
-    pub fn traversal(&self, t: &[u8], out: &mut Findings) {
+    pub fn traversal(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let owned: Vec<u8>;
         let s: &[u8] = if t.contains(&b'\\') {
             owned = t
@@ -666,33 +710,32 @@ impl Engines {
                 break;
             }
         }
-        if self.files.is_match(s) {
-            let strong = self
-                .files
-                .find_overlapping_iter(s)
-                .any(|m| m.pattern().as_usize() < SENSITIVE_FILES.len() - 3);
-            let sev = if strong {
-                Severity::Critical
-            } else {
-                Severity::Error
-            };
-            out.add(Class::Traversal, "lfi-file", sev);
+        // With `\` read as `/` the keywords may match where they did not: search again then.
+        let lit = if s.len() == t.len() && s == t {
+            lit
+        } else {
+            self.literals(s)
+        };
+        if lit.has(Group::Files) {
+            out.add(Class::Traversal, "lfi-file", Severity::Critical);
+        } else if lit.has(Group::WeakFiles) {
+            out.add(Class::Traversal, "lfi-file", Severity::Error);
         }
-        if self.wrappers.is_match(s) {
+        if lit.has(Group::Wrappers) {
             out.add(Class::Traversal, "lfi-wrapper", Severity::Critical);
         }
     }
 
     /// OS command injection (and JNDI lookups, which make a Java backend run remote code).
-    pub fn command(&self, t: &[u8], out: &mut Findings) {
-        if self.shells.is_match(t) {
+    pub fn command(&self, t: &[u8], lit: Literals, out: &mut Findings) {
+        if lit.has(Group::Shells) {
             out.add(Class::Command, "command-shell", Severity::Critical);
         }
         let lookup = [&b"jndi"[..], b"${::-", b"${lower:", b"${upper:", b"${env:"];
         if contains(t, b"${") && lookup.iter().any(|l| contains(t, l)) {
             out.add(Class::Command, "jndi-lookup", Severity::Critical);
         }
-        if self.code.is_match(t) {
+        if lit.has(Group::Code) {
             out.add(Class::Command, "code-injection", Severity::Critical);
         }
         if contains(t, b"$(") {
@@ -744,8 +787,8 @@ impl Engines {
     }
 
     /// Known attack tools in `User-Agent`.
-    pub fn scanner(&self, ua: &[u8], out: &mut Findings) {
-        if self.scanners.is_match(ua) {
+    pub fn scanner(&self, lit: Literals, out: &mut Findings) {
+        if lit.has(Group::Scanners) {
             out.add(Class::Scanner, "scanner-user-agent", Severity::Critical);
         }
     }
