@@ -89,11 +89,13 @@ fn the_probe_gets_the_same_answers_from_envoy_and_from_the_host() {
     }
     assert!(compared > 60, "only {compared} values compared");
 
-    // A trap: 503 for that request. The backoff counts from the VM's last load, which was
-    // seconds ago, so the next request gets a fresh VM at once. A second trap right after that
+    // A trap: 503 for that request. The backoff counts from the VM's last load, which was more
+    // than a second ago, so the next request gets a fresh VM at once. A second trap right after that
     // reload: now the backoff holds, 503 until it has passed.
     let forward = |s: &str| Request::new("GET", "/probe").header("x-probe", s);
     host.advance(Duration::from_secs(5));
+    // Envoy's clock is real: make sure its backoff (1 s) since the VM's load has passed too.
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(envoy_send("forward").status, 200);
     assert_eq!(host.send(forward("forward")).status(), Some(200));
     assert_eq!(envoy_send("trap").status, 503);
