@@ -15,28 +15,32 @@ fn policy(name: &str) -> Policy {
     .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// The same policy without its top-level `detection` block.
-fn without_detection(name: &str) -> Policy {
+/// A shipped policy as a JSON document, to edit before compiling.
+fn document(name: &str) -> serde_json::Value {
     let json = tollgate_policies::EMBEDDED
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, j)| *j)
         .unwrap_or_default();
-    let mut doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+fn compile(doc: &serde_json::Value) -> Policy {
+    Policy::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// The same policy without its top-level `detection` block.
+fn without_detection(name: &str) -> Policy {
+    let mut doc = document(name);
     if let Some(o) = doc.as_object_mut() {
         o.remove("detection");
     }
-    Policy::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("{e:?}"))
+    compile(&doc)
 }
 
 /// The same policy with every route's `validate` block removed (the defaults' size caps stay).
 fn without_validation(name: &str) -> Policy {
-    let json = tollgate_policies::EMBEDDED
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, j)| *j)
-        .unwrap_or_default();
-    let mut doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let mut doc = document(name);
     if let Some(routes) = doc.get_mut("routes").and_then(|r| r.as_array_mut()) {
         for r in routes {
             if let Some(o) = r.as_object_mut() {
@@ -44,7 +48,7 @@ fn without_validation(name: &str) -> Policy {
             }
         }
     }
-    Policy::from_json(&doc.to_string()).unwrap_or_else(|e| panic!("{e:?}"))
+    compile(&doc)
 }
 
 fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use harness::load::{side_by_side, Load};
+use harness::load::{print_comparison, side_by_side, Load};
 
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -81,21 +81,11 @@ end
             &load,
             3,
         )?;
-        println!("{title}, Envoy --concurrency 2, wrk -t1 -c8, 3 × 5 s alternating; medians:");
-        for r in &rows {
-            println!(
-                "  {:<15} {:>8.0} rps (spread {:.0})  {:>6.1} µs Envoy CPU/request  p99 {:.0} µs",
-                r.name, r.rps, r.spread, r.cpu_us, r.p99_us
-            );
-        }
-        if let [w, wo] = rows.as_slice() {
-            println!(
-                "  ratio: {:.3} of the rps without detection; +{:.1} µs CPU per request; p99 +{:.0} µs",
-                w.rps / wo.rps,
-                w.cpu_us - wo.cpu_us,
-                w.p99_us - wo.p99_us
-            );
-        }
+        print_comparison(
+            &format!("{title}, Envoy --concurrency 2, wrk -t1 -c8, 3 × 5 s alternating"),
+            &rows,
+            "detection",
+        );
     }
     Ok(())
 }

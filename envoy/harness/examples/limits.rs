@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use harness::backend::Backend;
 use harness::envoy::Envoy;
-use harness::load::{rss_bytes, side_by_side, wrk, Load};
+use harness::load::{print_comparison, rss_bytes, side_by_side, wrk, Load};
 
 fn policy(limits: &str) -> String {
     format!(
@@ -58,20 +58,11 @@ fn cost() -> Result<()> {
         &load,
         3,
     )?;
-    println!("Envoy --concurrency 2, wrk -t1 -c8, 3 rounds of 5 s, alternating; medians:");
-    for r in &rows {
-        println!(
-            "  {:<12} {:>8.0} rps (spread {:.0})  {:>6.1} µs Envoy CPU/request  p99 {:.0} µs",
-            r.name, r.rps, r.spread, r.cpu_us, r.p99_us
-        );
-    }
-    if let [w, wo] = rows.as_slice() {
-        println!(
-            "  ratio: {:.3} of the rps without the limit; +{:.1} µs CPU per request",
-            w.rps / wo.rps,
-            w.cpu_us - wo.cpu_us
-        );
-    }
+    print_comparison(
+        "Envoy --concurrency 2, wrk -t1 -c8, 3 rounds of 5 s, alternating",
+        &rows,
+        "the limit",
+    );
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use harness::load::{side_by_side, Load};
+use harness::load::{print_comparison, side_by_side, Load};
 
 const ORDER: &str = r#"{"model":"e-family","options":["PAINT-RED","TOWBAR"],"delivery":"2027-03-01","comment":"Leave it with the neighbour at No. 5 if we're out; ring twice.","billing":{"name":"Zoë Ørsted","street":"Østerbrogade 12","city":"København Ø","postcode":"2100","country":"DK"}}"#;
 
@@ -45,19 +45,10 @@ fn main() -> Result<()> {
         &load,
         3,
     )?;
-    println!("POST /v1/orders (valid order), Envoy --concurrency 2, wrk -t1 -c8, 3 × 5 s alternating; medians:");
-    for r in &rows {
-        println!(
-            "  {:<16} {:>8.0} rps  {:>6.1} µs Envoy CPU/request  p99 {:.0} µs",
-            r.name, r.rps, r.cpu_us, r.p99_us
-        );
-    }
-    if let [w, wo] = rows.as_slice() {
-        println!(
-            "  ratio: {:.3} of the rps without validation; +{:.1} µs CPU per request",
-            w.rps / wo.rps,
-            w.cpu_us - wo.cpu_us
-        );
-    }
+    print_comparison(
+        "POST /v1/orders (valid order), Envoy --concurrency 2, wrk -t1 -c8, 3 × 5 s alternating",
+        &rows,
+        "validation",
+    );
     Ok(())
 }

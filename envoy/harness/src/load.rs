@@ -203,3 +203,23 @@ pub fn side_by_side(
         })
         .collect())
 }
+
+/// Prints a two-row comparison from [`side_by_side`]: each row, then the first against the second
+/// (rps ratio, Envoy CPU and p99 added). `without` names what the second lacks.
+pub fn print_comparison(title: &str, rows: &[SideBySide], without: &str) {
+    println!("{title}; medians:");
+    for r in rows {
+        println!(
+            "  {:<16} {:>8.0} rps (spread {:.0})  {:>6.1} µs Envoy CPU/request  p99 {:.0} µs",
+            r.name, r.rps, r.spread, r.cpu_us, r.p99_us
+        );
+    }
+    if let [w, wo] = rows {
+        println!(
+            "  ratio: {:.3} of the rps without {without}; +{:.1} µs CPU per request; p99 {:+.0} µs",
+            w.rps / wo.rps,
+            w.cpu_us - wo.cpu_us,
+            w.p99_us - wo.p99_us
+        );
+    }
+}

@@ -583,7 +583,7 @@ impl Http {
             let value_hash = limits::fp(seed ^ 0x9e37_79b9_7f4a_7c15, &value);
             match limits::observe(edge, e, fp, value_hash, now) {
                 Ok(o) if o.over => {
-                    loaded.metrics.enumeration_over(i, e.mode);
+                    loaded.metrics.enumeration_over(i);
                     let block = Block {
                         rule: e.rule,
                         kind: BlockKind::Enumeration {

@@ -143,7 +143,7 @@ impl Metrics {
     }
 
     /// A client went past an enumeration rule's distinct values (refused or flagged).
-    pub(crate) fn enumeration_over(&self, i: usize, _mode: tollgate_core::Mode) {
+    pub(crate) fn enumeration_over(&self, i: usize) {
         if let Some(c) = self.enumerations.get(i) {
             bump(c.0);
         }
