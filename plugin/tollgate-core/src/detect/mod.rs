@@ -261,6 +261,22 @@ impl Detection {
         if run(Class::Scanner) {
             e.scanner(e.literals(t), out);
         }
+        self.detectors(t, loc, true, out);
+        // The same value with HTML character references and JavaScript escapes decoded, as an
+        // XML parser or a script would read it (`&#x27;`, `\u0027`).
+        if t.contains(&b'\\') || (t.contains(&b'&') && t.contains(&b';')) {
+            let decoded = rules::decode_references(t);
+            if decoded != t {
+                self.detectors(&decoded, loc, false, out);
+            }
+        }
+    }
+
+    /// The injection detectors of `loc` over one normalised value. `xss` off for a decoded view
+    /// (the XSS detector decodes references itself).
+    fn detectors(&self, t: &[u8], loc: Location, xss: bool, out: &mut Findings) {
+        let run = |c: Class| loc.reads(c) && self.on(c);
+        let e = &self.engines;
         // Which ASCII bytes occur, in one pass: each detector below needs some of them.
         let mut present = [false; 128];
         for c in t {
@@ -286,26 +302,17 @@ impl Detection {
         if run(Class::Sqli) {
             e.sqli(t, lit, out);
         }
-        if run(Class::Xss) && any(b"<>\"'`:(={&\\+") {
+        if xss && run(Class::Xss) && any(b"<>\"'`:(={&\\+") {
             e.xss(t, lit, out);
         }
-        if run(Class::Traversal) && any(b"./\\:") {
+        if run(Class::Traversal) && any(b"./\\:<") {
             e.traversal(t, lit, out);
         }
         if run(Class::Command) {
             e.command(t, lit, out);
         }
-        if run(Class::Ssrf) && t.windows(2).any(|w| w == b"//") {
-            ssrf::scan(t, |target| {
-                let (rule, sev) = match target {
-                    ssrf::Target::Scheme => ("ssrf-scheme", Severity::Critical),
-                    ssrf::Target::Metadata => ("ssrf-metadata", Severity::Critical),
-                    ssrf::Target::Internal => ("ssrf-internal", Severity::Critical),
-                    ssrf::Target::RebindingName => ("ssrf-rebinding-name", Severity::Critical),
-                    ssrf::Target::OddNotation => ("ssrf-odd-address", Severity::Error),
-                };
-                out.add(Class::Ssrf, rule, sev);
-            });
+        if run(Class::Ssrf) {
+            ssrf_findings(t, out);
         }
     }
 
@@ -317,10 +324,16 @@ impl Detection {
             protocol(req, out);
         }
         let path = req.path_only();
-        if self.on(Class::Traversal) {
+        if self.on(Class::Traversal) || self.on(Class::Ssrf) {
+            // The whole path too: a payload with `/` in it spans segments.
             normalize(path.as_bytes(), false, &mut buf);
-            let lit = self.engines.literals(&buf);
-            self.engines.traversal(&buf, lit, out);
+            if self.on(Class::Traversal) {
+                let lit = self.engines.literals(&buf);
+                self.engines.traversal(&buf, lit, out);
+            }
+            if self.on(Class::Ssrf) {
+                ssrf_findings(&buf, out);
+            }
         }
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             self.value(seg.as_bytes(), false, Location::PathSegment, &mut buf, out);
@@ -485,6 +498,23 @@ impl Detection {
             rule: *self.rules.get(first.index())?,
         })
     }
+}
+
+/// SSRF targets in every URL of a value.
+fn ssrf_findings(t: &[u8], out: &mut Findings) {
+    if memchr::memmem::find(t, b"//").is_none() {
+        return;
+    }
+    ssrf::scan(t, |target| {
+        let (rule, sev) = match target {
+            ssrf::Target::Scheme => ("ssrf-scheme", Severity::Critical),
+            ssrf::Target::Metadata => ("ssrf-metadata", Severity::Critical),
+            ssrf::Target::Internal => ("ssrf-internal", Severity::Critical),
+            ssrf::Target::RebindingName => ("ssrf-rebinding-name", Severity::Critical),
+            ssrf::Target::OddNotation => ("ssrf-odd-address", Severity::Error),
+        };
+        out.add(Class::Ssrf, rule, sev);
+    });
 }
 
 /// Whether a line break is followed by `name:` (a header line): each break reads at most the

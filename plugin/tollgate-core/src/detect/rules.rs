@@ -124,7 +124,9 @@ const SHELLS: [&str; 24] = [
 
 /// Server-side template and expression-language injection: what a payload needs to reach a
 /// runtime's process or class machinery (Jinja2, Spring EL, OGNL, FreeMarker, Smarty, PHP).
-const CODE: [&str; 24] = [
+const CODE: [&str; 26] = [
+    "<?php",
+    "<?=",
     "__class__",
     "__globals__",
     "__subclasses__",
@@ -584,6 +586,16 @@ impl Engines {
         if lit.has(Group::Catalogs) {
             out.add(Class::Sqli, "sqli-catalog", Severity::Error);
         }
+        // LDAP filter injection: closing the application's filter and opening another.
+        if t.contains(&b')')
+            && contains(t, b")(")
+            && (contains(t, b"=*")
+                || contains(t, b"(|")
+                || contains(t, b"(&")
+                || contains(t, b"(!"))
+        {
+            out.add(Class::Sqli, "ldap-filter", Severity::Critical);
+        }
         if comment_after_code(t) || contains(t, b"/*") || quote_breaks(t) {
             suspicious = true;
         }
@@ -612,7 +624,7 @@ impl Engines {
     pub fn xss(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let decoded;
         let views: &[&[u8]] = if t.contains(&b'&') || t.contains(&b'\\') {
-            decoded = html_entities(t);
+            decoded = decode_references(t);
             if decoded.as_slice() == t {
                 &[t]
             } else {
@@ -684,6 +696,14 @@ impl Engines {
 
     /// Path traversal and file inclusion.
     pub fn traversal(&self, t: &[u8], lit: Literals, out: &mut Findings) {
+        // XML external entities: a document that makes the parser read a file or a URL.
+        let xxe = t.contains(&b'<')
+            && (contains(t, b"<!entity")
+                || (contains(t, b"<!doctype")
+                    && (contains(t, b"system") || contains(t, b"public"))));
+        if xxe {
+            out.add(Class::Traversal, "xxe-entity", Severity::Critical);
+        }
         let owned: Vec<u8>;
         let s: &[u8] = if t.contains(&b'\\') {
             owned = t
@@ -737,6 +757,30 @@ impl Engines {
         }
         if lit.has(Group::Code) {
             out.add(Class::Command, "code-injection", Severity::Critical);
+        }
+        let ssi = if t.contains(&b'<') {
+            memchr::memmem::find(t, b"<!--#")
+        } else {
+            None
+        };
+        if let Some(at) = ssi {
+            let directive = t.get(at + 5..).unwrap_or(&[]);
+            let known = [
+                &b"exec"[..],
+                b"include",
+                b"echo",
+                b"config",
+                b"printenv",
+                b"fsize",
+                b"flastmod",
+                b"set",
+            ];
+            if known.iter().any(|d| directive.starts_with(d)) {
+                out.add(Class::Command, "ssi-directive", Severity::Critical);
+            }
+        }
+        if template_expression(t) {
+            out.add(Class::Command, "template-injection", Severity::Critical);
         }
         if contains(t, b"$(") {
             out.add(Class::Command, "command-substitution", Severity::Error);
@@ -1080,7 +1124,7 @@ fn handlers(t: &[u8], breaks_attribute: bool, out: &mut Findings) {
 
 /// Decodes HTML character references (`&#60;`, `&#x3c;`, `&lt;`, `&colon;`, ...), the way a
 /// browser reads an attribute.
-fn html_entities(t: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_references(t: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(t.len());
     let mut i = 0;
     while let Some(&c) = t.get(i) {
@@ -1175,6 +1219,39 @@ fn push_char(out: &mut Vec<u8>, ch: char) {
     }
     let mut buf = [0u8; 4];
     out.extend_from_slice(ch.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes());
+}
+
+/// A server-side template expression with an operator, call or member access inside:
+/// `{{7*7}}`, `${7*7}`, `#{7*7}`, `*{T(...)}`, `<%= 7*7 %>`. Each opening reads at most 200
+/// bytes for its closing, so the scan stays linear.
+fn template_expression(t: &[u8]) -> bool {
+    if !t.iter().any(|c| *c == b'{' || *c == b'%') {
+        return false;
+    }
+    let pairs: [(&[u8], &[u8]); 5] = [
+        (b"{{", b"}}"),
+        (b"${", b"}"),
+        (b"#{", b"}"),
+        (b"*{", b"}"),
+        (b"<%", b"%>"),
+    ];
+    for (open, close) in pairs {
+        let mut from = 0;
+        while let Some(at) = t.get(from..).and_then(|s| memchr::memmem::find(s, open)) {
+            let start = from + at + open.len();
+            let window = t.get(start..t.len().min(start + 200)).unwrap_or(&[]);
+            if let Some(end) = memchr::memmem::find(window, close) {
+                let inner = window.get(..end).unwrap_or(&[]);
+                if inner.iter().any(|c| b"*+()[]|".contains(c))
+                    && inner.iter().any(u8::is_ascii_alphanumeric)
+                {
+                    return true;
+                }
+            }
+            from = start;
+        }
+    }
+    false
 }
 
 /// `--` right after code (`1--`, `')--`), not a dash in prose (`tall -- and`).

