@@ -258,36 +258,28 @@ impl Detection {
         }
         let run = |c: Class| loc.reads(c) && self.on(c);
         let e = &self.engines;
+        let bytes = rules::presence(t);
         if run(Class::Scanner) {
-            e.scanner(e.literals(t), out);
+            e.scanner(e.literals_with(t, bytes), out);
         }
-        self.detectors(t, loc, true, out);
+        self.detectors(t, bytes, loc, true, out);
         // The same value with HTML character references and JavaScript escapes decoded, as an
         // XML parser or a script would read it (`&#x27;`, `\u0027`).
         if t.contains(&b'\\') || (t.contains(&b'&') && t.contains(&b';')) {
             let decoded = rules::decode_references(t);
             if decoded != t {
-                self.detectors(&decoded, loc, false, out);
+                self.detectors(&decoded, rules::presence(&decoded), loc, false, out);
             }
         }
     }
 
     /// The injection detectors of `loc` over one normalised value. `xss` off for a decoded view
     /// (the XSS detector decodes references itself).
-    fn detectors(&self, t: &[u8], loc: Location, xss: bool, out: &mut Findings) {
+    fn detectors(&self, t: &[u8], bytes: u128, loc: Location, xss: bool, out: &mut Findings) {
         let run = |c: Class| loc.reads(c) && self.on(c);
         let e = &self.engines;
-        // Which ASCII bytes occur, in one pass: each detector below needs some of them.
-        let mut present = [false; 128];
-        for c in t {
-            if let Some(p) = present.get_mut(usize::from(*c)) {
-                *p = true;
-            }
-        }
-        let any = |set: &[u8]| {
-            set.iter()
-                .any(|c| present.get(usize::from(*c)) == Some(&true))
-        };
+        // Which ASCII bytes occur (one pass, by the caller): each detector below needs some.
+        let any = |set: &[u8]| set.iter().any(|b| *b < 128 && (bytes >> b) & 1 == 1);
         // A lone word of letters, digits, `_` and `-` carries no injection of any class; nor
         // does a `User-Agent` written only in the characters browsers and libraries use.
         let plain = if loc == Location::UserAgent {
@@ -298,7 +290,7 @@ impl Detection {
         if plain {
             return;
         }
-        let lit = e.literals(t);
+        let lit = e.literals_with(t, bytes);
         if run(Class::Sqli) {
             e.sqli(t, lit, out);
         }

@@ -30,14 +30,41 @@ enum Group {
     Catalogs,
 }
 
-/// Which keyword sets matched a value.
+/// Which keyword sets matched a value, and which ASCII bytes it contains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Literals(u16);
+pub struct Literals {
+    sets: u16,
+    bytes: u128,
+}
 
 impl Literals {
     fn has(self, g: Group) -> bool {
-        self.0 & (1 << g as u16) != 0
+        self.sets & (1 << g as u16) != 0
     }
+
+    /// Whether the value contains the ASCII byte `b`.
+    pub fn byte(self, b: u8) -> bool {
+        b < 128 && (self.bytes >> b) & 1 == 1
+    }
+
+    /// Whether the value contains any of these ASCII bytes.
+    pub fn any(self, set: &[u8]) -> bool {
+        set.iter().any(|b| self.byte(*b))
+    }
+}
+
+/// The ASCII bytes a value contains, as a bit set (one pass).
+pub fn presence(t: &[u8]) -> u128 {
+    // Two 64-bit halves: cheaper than 128-bit shifts where there is no native 128-bit type.
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for &c in t {
+        if c < 64 {
+            lo |= 1 << c;
+        } else if c < 128 {
+            hi |= 1 << (c - 64);
+        }
+    }
+    u128::from(hi) << 64 | u128::from(lo)
 }
 
 /// Files an attacker reads through traversal or inclusion (normalised, `\` read as `/`).
@@ -491,13 +518,18 @@ impl Engines {
 
     /// Searches a value once for every keyword set.
     pub fn literals(&self, t: &[u8]) -> Literals {
-        let mut found = 0u16;
+        self.literals_with(t, presence(t))
+    }
+
+    /// As [`Engines::literals`], with the byte set already known.
+    pub fn literals_with(&self, t: &[u8], bytes: u128) -> Literals {
+        let mut sets = 0u16;
         for m in self.literals.find_overlapping_iter(t) {
             if let Some(g) = self.groups.get(m.pattern().as_usize()) {
-                found |= 1 << *g as u16;
+                sets |= 1 << *g as u16;
             }
         }
-        Literals(found)
+        Literals { sets, bytes }
     }
 
     /// SQL injection (and NoSQL operators).
@@ -587,7 +619,7 @@ impl Engines {
             out.add(Class::Sqli, "sqli-catalog", Severity::Error);
         }
         // LDAP filter injection: closing the application's filter and opening another.
-        if t.contains(&b')')
+        if lit.byte(b')')
             && contains(t, b")(")
             && (contains(t, b"=*")
                 || contains(t, b"(|")
@@ -623,7 +655,7 @@ impl Engines {
     /// Cross-site scripting.
     pub fn xss(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let decoded;
-        let views: &[&[u8]] = if t.contains(&b'&') || t.contains(&b'\\') {
+        let views: &[&[u8]] = if lit.byte(b'&') || lit.byte(b'\\') {
             decoded = decode_references(t);
             if decoded.as_slice() == t {
                 &[t]
@@ -645,13 +677,12 @@ impl Engines {
     }
 
     fn xss_view(&self, t: &[u8], lit: Literals, out: &mut Findings) {
-        let has_lt = t.contains(&b'<');
+        let has_lt = lit.byte(b'<');
         if has_lt {
             tags(t, out);
         }
         schemes(t, out);
-        let breaks_attribute =
-            has_lt || t.contains(&b'"') || t.contains(&b'\'') || t.contains(&b'`');
+        let breaks_attribute = has_lt || lit.any(b"\"'`");
         handlers(t, breaks_attribute, out);
         let sink = lit.has(Group::Sinks);
         if sink {
@@ -688,7 +719,7 @@ impl Engines {
         if contains(t, b"expression(") || contains(t, b"-moz-binding") {
             out.add(Class::Xss, "xss-css", Severity::Error);
         }
-        let worth = has_lt || (t.contains(&b'=') && breaks_attribute);
+        let worth = has_lt || (lit.byte(b'=') && breaks_attribute);
         if worth && libinjectionrs::detect_xss(t).is_injection() {
             out.add(Class::Xss, "xss-syntax", Severity::Critical);
         }
@@ -697,7 +728,7 @@ impl Engines {
     /// Path traversal and file inclusion.
     pub fn traversal(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         // XML external entities: a document that makes the parser read a file or a URL.
-        let xxe = t.contains(&b'<')
+        let xxe = lit.byte(b'<')
             && (contains(t, b"<!entity")
                 || (contains(t, b"<!doctype")
                     && (contains(t, b"system") || contains(t, b"public"))));
@@ -758,7 +789,7 @@ impl Engines {
         if lit.has(Group::Code) {
             out.add(Class::Command, "code-injection", Severity::Critical);
         }
-        let ssi = if t.contains(&b'<') {
+        let ssi = if lit.byte(b'<') {
             memchr::memmem::find(t, b"<!--#")
         } else {
             None
@@ -779,7 +810,7 @@ impl Engines {
                 out.add(Class::Command, "ssi-directive", Severity::Critical);
             }
         }
-        if template_expression(t) {
+        if lit.any(b"{%") && template_expression(t) {
             out.add(Class::Command, "template-injection", Severity::Critical);
         }
         if contains(t, b"$(") {
@@ -1225,9 +1256,6 @@ fn push_char(out: &mut Vec<u8>, ch: char) {
 /// `{{7*7}}`, `${7*7}`, `#{7*7}`, `*{T(...)}`, `<%= 7*7 %>`. Each opening reads at most 200
 /// bytes for its closing, so the scan stays linear.
 fn template_expression(t: &[u8]) -> bool {
-    if !t.iter().any(|c| *c == b'{' || *c == b'%') {
-        return false;
-    }
     let pairs: [(&[u8], &[u8]); 5] = [
         (b"{{", b"}}"),
         (b"${", b"}"),
