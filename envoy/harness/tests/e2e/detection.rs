@@ -146,7 +146,10 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
         }
     }
     eprintln!("distinct VINs admitted before the sweep was refused: {allowed} (limit 40)");
-    assert!((38..=42).contains(&allowed), "{allowed} admitted");
+    // The count is a linear-counting estimate over 1024 bits (random seed per Envoy process):
+    // it may read one high at 40 values (39 admitted), and two VINs sharing a bit count once
+    // (about one such pair in two runs at 40 values; five pairs in a thousand runs).
+    assert!((39..=45).contains(&allowed), "{allowed} admitted");
     let refusal = first_refusal.expect("the sweep was refused");
     let j = refusal.json().unwrap();
     assert_eq!(j["type"], "urn:tollgate:problem:enumeration");
@@ -172,7 +175,7 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
         .stat("wasmcustom.tollgate.dealer.enumeration.vin-sweep.over")
         .unwrap()
         .unwrap_or(0);
-    assert_eq!(over, 60 - allowed as u64);
+    assert_eq!(over, 60 - allowed as u64, "every refused look-up is counted");
 
     // Flagged, not refused: past 10 distinct VINs the backend sees x-tollgate-flag. A client's
     // own flag never reaches it.
