@@ -141,3 +141,38 @@ fn a_request_refused_by_one_limit_costs_the_others_nothing() {
         "two of the dealer's three used, not three: {state}"
     );
 }
+
+/// Detection holds text bodies; where no route matched (`routing.default: allow`) the default cap
+/// (1 MiB) bounds what is held, and the refusal names detection's protocol rule.
+#[test]
+fn a_body_held_only_for_detection_is_capped_and_read() {
+    let mut p = start(
+        r#"{"version":"v","edge":"t","routing":{"default":"allow"},"detection":{},
+            "routes":[{"name":"items","path":"/items","methods":["GET"]}]}"#,
+    );
+    let ex = p.send(
+        Request::new("POST", "/anything")
+            .header("content-type", "text/plain")
+            .header("user-agent", "t")
+            .body("note: it's fine"),
+    );
+    assert_eq!(ex.status(), Some(200), "{ex:?}");
+    let ex = p.send(
+        Request::new("POST", "/anything")
+            .header("content-type", "text/plain")
+            .header("user-agent", "t")
+            .body("x'; DROP TABLE users; --"),
+    );
+    assert_eq!(ex.status(), Some(403), "{ex:?}");
+    let big = "a".repeat(1024 * 1024 + 1);
+    let ex = p.send(
+        Request::new("POST", "/anything")
+            .header("content-type", "text/plain")
+            .header("user-agent", "t")
+            .body(big.as_str()),
+    );
+    assert_eq!(ex.status(), Some(413), "{ex:?}");
+    let body = String::from_utf8_lossy(&ex.response.as_ref().unwrap().body).into_owned();
+    assert!(body.contains("\"rule\":\"detection.protocol\""), "{body}");
+    assert!(ex.forwarded.is_none());
+}

@@ -137,7 +137,10 @@ impl HttpContext for Http {
             // The body decides (its validation, its size, or a limit keyed on one of its
             // fields): hold the request (the bootstraps set allow_on_headers_stop_iteration, so
             // the body still reaches this filter) and decide as it arrives and when it is in.
-            let max = rv.map_or(usize::MAX, |v| v.max.body);
+            // A request no route matched (`routing.default: allow`) gets the default body cap.
+            let max = rv.map_or(tollgate_core::validate::Sizes::default().body, |v| {
+                v.max.body
+            });
             self.deferred = Some(Deferred {
                 route: verdict.route,
                 shadowed: verdict.shadowed,
@@ -699,7 +702,8 @@ fn failed_closed(
         )
 }
 
-/// The rule a too-large body is refused under: the first body-keyed limit or ban on the route.
+/// The rule a too-large body is refused under: the first body-keyed limit or ban on the route,
+/// else (a body held only for detection) detection's protocol rule.
 fn body_rule(loaded: &Loaded, route: Option<usize>) -> tollgate_core::RuleId {
     let keyed = |k: &[KeyPart]| k.iter().any(|p| matches!(p, KeyPart::BodyField(_)));
     let p = &loaded.policy;
@@ -714,6 +718,11 @@ fn body_rule(loaded: &Loaded, route: Option<usize>) -> tollgate_core::RuleId {
                 .map(|l| l.rule),
         )
         .next()
+        .or_else(|| {
+            p.detection()
+                .and_then(|d| d.rules.get(tollgate_core::detect::Class::Protocol as usize))
+                .copied()
+        })
         .unwrap_or(tollgate_core::RuleId(0))
 }
 

@@ -175,7 +175,11 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
         .stat("wasmcustom.tollgate.dealer.enumeration.vin-sweep.over")
         .unwrap()
         .unwrap_or(0);
-    assert_eq!(over, 60 - allowed as u64, "every refused look-up is counted");
+    assert_eq!(
+        over,
+        60 - allowed as u64,
+        "every refused look-up is counted"
+    );
 
     // Flagged, not refused: past 10 distinct VINs the backend sees x-tollgate-flag. A client's
     // own flag never reaches it.
