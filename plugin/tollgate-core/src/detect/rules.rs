@@ -122,7 +122,12 @@ const WRAPPERS: [&str; 10] = [
 ];
 
 /// Shells, interpreters and tricks that only command injection writes.
-const SHELLS: [&str; 24] = [
+const SHELLS: [&str; 29] = [
+    "net user",
+    "net localgroup",
+    "net group",
+    "net share",
+    "net view",
     "-oproxycommand",
     "() {",
     "/bin/sh",
@@ -151,7 +156,13 @@ const SHELLS: [&str; 24] = [
 
 /// Server-side template and expression-language injection: what a payload needs to reach a
 /// runtime's process or class machinery (Jinja2, Spring EL, OGNL, FreeMarker, Smarty, PHP).
-const CODE: [&str; 26] = [
+const CODE: [&str; 32] = [
+    "class.module.classloader",
+    "classloader.resources",
+    "call_user_func",
+    "invokefunction",
+    "base64_decode(",
+    "gzinflate(",
     "<?php",
     "<?=",
     "__class__",
@@ -267,7 +278,7 @@ const SCANNERS: [&str; 59] = [
 ];
 
 /// Commands an injection runs (after a separator, with an argument that looks like one).
-const COMMANDS: [&str; 64] = [
+const COMMANDS: [&str; 63] = [
     "timeout",
     "findstr",
     "cat",
@@ -305,7 +316,6 @@ const COMMANDS: [&str; 64] = [
     "powershell",
     "pwsh",
     "cmd",
-    "net",
     "type",
     "dir",
     "ifconfig",
@@ -335,7 +345,7 @@ const COMMANDS: [&str; 64] = [
 ];
 
 /// Commands that are no English word: after a separator, any argument will do.
-const STRONG_COMMANDS: [&str; 37] = [
+const STRONG_COMMANDS: [&str; 36] = [
     "nc",
     "ncat",
     "netcat",
@@ -372,7 +382,6 @@ const STRONG_COMMANDS: [&str; 37] = [
     "crontab",
     "nohup",
     "findstr",
-    "net",
 ];
 
 /// SQL functions an injection calls for delays, errors or files.
@@ -751,7 +760,10 @@ impl Engines {
             let prev = at.checked_sub(1).and_then(|p| s.get(p)).copied();
             let next = s.get(at + 2).copied();
             let prev_ok = !prev.is_some_and(|c| c.is_ascii_alphanumeric());
+            // `../` in prose ("use ../ links") is followed by a space; a path goes on.
+            let after = s.get(at + 3).copied();
             let hit = match next {
+                Some(b'/') if after == Some(b' ') => false,
                 Some(b'/' | b';') => prev_ok,
                 None => prev.is_none() || prev == Some(b'/'),
                 _ => false,
@@ -924,7 +936,7 @@ fn command_after(t: &[u8], from: usize) -> bool {
         Some(b'$') => true,
         Some(b',') => braced,
         Some(_) if spaced && STRONG_COMMANDS.iter().any(|c| c.as_bytes() == name) => true,
-        Some(c) if b";|&`)\n<>".contains(c) => true,
+        Some(c) if b";|&`)\n<>#".contains(c) => true,
         Some(c) if spaced && b"-/$.~'\"0123456789*".contains(c) => true,
         Some(c) if spaced && c.is_ascii_alphabetic() => {
             // A Windows drive: `type c:/...`

@@ -102,6 +102,9 @@ fn awkward_legitimate_values_score_nothing() {
         "Tom &amp; Jerry; rock &amp; roll",
         "rear bumper (see photo)(2)",
         "<b>Note</b>: 5 < 6",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo+Lz0=",
+        "https://www.example.com/search?q=select+trim&sort=price,desc&page=2#results",
     ] {
         assert_eq!(score(b), 0, "{b}: {:?}", rules_of(b, Location::Value));
     }
