@@ -544,14 +544,8 @@ impl Engines {
     /// SQL injection (and NoSQL operators).
     pub fn sqli(&self, t: &[u8], lit: Literals, out: &mut Findings) {
         let toks = tokens(t);
-        let word = |i: usize| match toks.get(i) {
-            Some(Tok::Word(w)) => *w,
-            _ => &b""[..],
-        };
-        let punct = |i: usize| match toks.get(i) {
-            Some(Tok::Punct(p)) => *p,
-            _ => 0,
-        };
+        let word = |i: usize| word_at(&toks, i);
+        let punct = |i: usize| punct_at(&toks, i);
         let mut suspicious = false;
         for (i, tok) in toks.iter().enumerate() {
             match tok {
@@ -956,6 +950,22 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'@' || c == b'.' || c >= 0x80
 }
 
+/// The word at token `k`, or empty.
+fn word_at<'a>(toks: &[Tok<'a>], k: usize) -> &'a [u8] {
+    match toks.get(k) {
+        Some(Tok::Word(w)) => w,
+        _ => &[],
+    }
+}
+
+/// The punctuation at token `k`, or 0.
+fn punct_at(toks: &[Tok<'_>], k: usize) -> u8 {
+    match toks.get(k) {
+        Some(Tok::Punct(p)) => *p,
+        _ => 0,
+    }
+}
+
 /// Words and single punctuation characters; spaces dropped. At most 4096 tokens are read.
 fn tokens(t: &[u8]) -> Vec<Tok<'_>> {
     let mut out = Vec::new();
@@ -1033,10 +1043,7 @@ fn operand<'a>(toks: &[Tok<'a>], mut i: usize) -> Option<(&'a [u8], bool, usize)
 /// A statement after `;`: `drop table`, `exec xp_…`, `shutdown`, `declare @…`, `insert into`,
 /// `update … set`, `delete from`, `select … from`.
 fn stacked(toks: &[Tok<'_>], i: usize, out: &mut Findings) {
-    let word = |k: usize| match toks.get(k) {
-        Some(Tok::Word(w)) => *w,
-        _ => &b""[..],
-    };
+    let word = |k: usize| word_at(toks, k);
     let second = word(i + 1);
     let hit = match word(i) {
         b"drop" | b"truncate" | b"alter" | b"create" => matches!(
@@ -1384,14 +1391,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// `group by`, `insert into`, `delete from`, `update … set`, `drop table`, `exec xp_…`,
 /// `waitfor delay`, `limit` with a number.
 fn sql_grammar(toks: &[Tok<'_>], i: usize, w: &[u8]) -> bool {
-    let word = |k: usize| match toks.get(k) {
-        Some(Tok::Word(w)) => *w,
-        _ => &b""[..],
-    };
-    let punct = |k: usize| match toks.get(k) {
-        Some(Tok::Punct(p)) => *p,
-        _ => 0,
-    };
+    let word = |k: usize| word_at(toks, k);
+    let punct = |k: usize| punct_at(toks, k);
     let number = |k: usize| sql_number(word(k));
     match w {
         b"or" | b"and" | b"xor" | b"having" | b"where" => {
