@@ -11,6 +11,7 @@ mod abi;
 mod callouts;
 mod common;
 mod conformance;
+mod enumeration;
 mod failures;
 mod limits;
 mod probe_in_envoy;
