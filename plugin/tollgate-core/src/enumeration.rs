@@ -6,9 +6,9 @@
 //! and the number of distinct values is estimated from the zero bits by linear counting
 //! (`m · ln(m / zeros)`), which corrects for two values sharing a bit. With 1024 bits the
 //! estimate stays within a few percent up to about 2,000 values, so `max_distinct` is capped at
-//! [`MAX_DISTINCT`]. A value already seen costs nothing; a new one past the limit is refused
-//! (`action: block`, 429 with `Retry-After` until the window ends) or passed on marked
-//! (`action: flag`). Windows are fixed, starting at the client's first value. The slots live in
+//! [`MAX_DISTINCT`]. A value already seen costs nothing. A new one past the limit locks the
+//! client for the rest of its window: from then on every look-up is refused (`action: block`,
+//! 429 with `Retry-After` until the window ends) or passed on marked (`action: flag`). Windows are fixed, starting at the client's first value. The slots live in
 //! the same kind of pre-created shared-data blocks as the rate limits (see [`crate::limits`]).
 
 use crate::limits::{FailureMode, KeyPart};
@@ -68,6 +68,8 @@ pub struct EnumEntry {
     pub window_start: u64,
     /// The bitmap.
     pub bits: [u64; BITS / 64],
+    /// The client went past the limit in this window: every look-up is over until it ends.
+    pub locked: bool,
 }
 
 impl Default for EnumEntry {
@@ -76,15 +78,24 @@ impl Default for EnumEntry {
             fingerprint: 0,
             window_start: 0,
             bits: [0; BITS / 64],
+            locked: false,
         }
     }
 }
+
+/// The top bit of the encoded window start carries the lock (times in ns stay below 2^63).
+const LOCK: u64 = 1 << 63;
 
 impl EnumEntry {
     /// Little-endian bytes.
     pub fn encode(&self) -> [u8; ENTRY_BYTES] {
         let mut out = [0u8; ENTRY_BYTES];
-        let words = [self.fingerprint, self.window_start]
+        let start = if self.locked {
+            self.window_start | LOCK
+        } else {
+            self.window_start & !LOCK
+        };
+        let words = [self.fingerprint, start]
             .into_iter()
             .chain(self.bits.iter().copied());
         for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
@@ -102,15 +113,16 @@ impl EnumEntry {
             .chunks_exact(8)
             .map(|c| <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes));
         let fingerprint = words.next().unwrap_or(0);
-        let window_start = words.next().unwrap_or(0);
+        let start = words.next().unwrap_or(0);
         let mut bits = [0u64; BITS / 64];
         for (slot, w) in bits.iter_mut().zip(words) {
             *slot = w;
         }
         EnumEntry {
             fingerprint,
-            window_start,
+            window_start: start & !LOCK,
             bits,
+            locked: start & LOCK != 0,
         }
     }
 
@@ -164,34 +176,47 @@ impl Enumeration {
 
     /// Records `value_hash` for the client whose slot is `entry` (fingerprint `fp`) at `now`.
     pub fn observe(&self, entry: &EnumEntry, fp: u64, value_hash: u64, now: u64) -> Observed {
-        let mut cur = if entry.fingerprint == fp && !entry.idle(now, self.window) {
+        let cur = if entry.fingerprint == fp && !entry.idle(now, self.window) {
             *entry
         } else {
             EnumEntry {
                 fingerprint: fp,
                 window_start: now,
-                bits: [0; BITS / 64],
+                ..EnumEntry::default()
             }
         };
         let ends = cur.window_start.saturating_add(self.window);
         let retry_after = ends.saturating_sub(now).div_ceil(1_000_000_000).max(1);
-        let bit = (value_hash % BITS as u64) as usize;
-        if cur.has(bit) {
-            return Observed {
-                over: false,
-                next: None,
-                distinct: cur.distinct(),
-                retry_after,
-            };
-        }
-        cur.set(bit);
-        let distinct = cur.distinct();
-        Observed {
-            over: distinct > self.max_distinct,
-            next: Some(cur),
+        let observed = |over, next, distinct| Observed {
+            over,
+            next,
             distinct,
             retry_after,
+        };
+        if cur.locked {
+            return observed(true, None, cur.distinct());
         }
+        let bit = (value_hash % BITS as u64) as usize;
+        if cur.has(bit) {
+            return observed(false, None, cur.distinct());
+        }
+        let mut added = cur;
+        added.set(bit);
+        let distinct = added.distinct();
+        if distinct <= self.max_distinct {
+            return observed(false, Some(added), distinct);
+        }
+        // Past the limit, the client stays over until its window ends: the bitmap cannot tell a
+        // value seen before from a new one that shares its bit, so without the lock a sweep
+        // would keep getting through at the rate bits are set. Blocking records the lock, not
+        // the refused value; flagging records both.
+        let mut locked = if self.mode == Mode::Enforce {
+            cur
+        } else {
+            added
+        };
+        locked.locked = true;
+        observed(true, Some(locked), distinct)
     }
 
     /// The identifier in a request: trimmed, ASCII upper case (VINs and order numbers are case
@@ -307,5 +332,26 @@ mod tests {
         // After the window, or for another client, the slot starts over.
         assert!(!r.observe(&e, 42, hash(2), r.window).over);
         assert!(!r.observe(&e, 43, hash(2), 10).over);
+    }
+
+    #[test]
+    fn past_the_limit_the_client_is_locked_until_its_window_ends() {
+        let r = rule(1);
+        let e = r
+            .observe(&EnumEntry::default(), 42, hash(1), 0)
+            .next
+            .unwrap();
+        let o = r.observe(&e, 42, hash(2), 10);
+        let locked = o.next.unwrap();
+        assert!(o.over && locked.locked);
+        // Blocking records the lock, not the refused value.
+        assert_eq!(locked.bits, e.bits);
+        assert_eq!(EnumEntry::decode(&locked.encode()), locked);
+        // Now even the value seen before is over, and nothing more is written.
+        let again = r.observe(&locked, 42, hash(1), 20);
+        assert!(again.over);
+        assert_eq!(again.next, None);
+        // A new window starts unlocked.
+        assert!(!r.observe(&locked, 42, hash(1), r.window).over);
     }
 }

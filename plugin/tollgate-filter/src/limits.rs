@@ -12,7 +12,6 @@ use tollgate_core::limits::{
     block_len, blocks, choose_slot, encode_block, fingerprint, place, split_block, Admission, Ban,
     BanEntry, LimitEntry, RateLimit,
 };
-use tollgate_core::Mode;
 use tollgate_core::Policy;
 
 use crate::shared::{self, Read, Unavailable, Write};
@@ -265,7 +264,8 @@ pub(crate) fn record(edge: &str, b: &Ban, fp: u64, now: u64) -> Result<Recorded,
 }
 
 /// Records a value for client `fp` under enumeration rule `e`, under compare-and-swap. A value
-/// already seen writes nothing; so does a new one that a blocking rule refuses.
+/// already seen writes nothing, nor does a look-up by a client already locked; the look-up that
+/// takes a client past the limit writes the lock (and, for a flagging rule, the value).
 pub(crate) fn observe(
     edge: &str,
     e: &Enumeration,
@@ -301,9 +301,6 @@ pub(crate) fn observe(
         let Some(next) = observed.next else {
             return Ok(observed);
         };
-        if observed.over && e.mode == Mode::Enforce {
-            return Ok(observed);
-        }
         *entry = next;
         let encoded: Vec<[u8; ENTRY_BYTES]> = entries.iter().map(EnumEntry::encode).collect();
         match shared::set(&blk.key, &encode_block(&encoded), blk.cas)? {

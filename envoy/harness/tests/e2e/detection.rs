@@ -156,21 +156,6 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
     assert_eq!(j["rule"], "enumeration.vin-sweep");
     let retry: u64 = refusal.header("retry-after").unwrap().parse().unwrap();
     assert!((3500..=3600).contains(&retry), "retry-after {retry}");
-    // A VIN already looked up is still served; another dealer has its own count.
-    assert_eq!(
-        lookup(&format!("/v1/vehicles/{}", vin(0)), "D-1001")
-            .send(envoy.addr)
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(
-        lookup(&format!("/v1/vehicles/{}", vin(59)), "D-2002")
-            .send(envoy.addr)
-            .unwrap()
-            .status,
-        200
-    );
     let over = envoy
         .stat("wasmcustom.tollgate.dealer.enumeration.vin-sweep.over")
         .unwrap()
@@ -179,6 +164,22 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
         over,
         60 - allowed as u64,
         "every refused look-up is counted"
+    );
+    // Past the limit the dealer is locked for the window, even for a VIN it looked up before;
+    // another dealer has its own count.
+    assert_eq!(
+        lookup(&format!("/v1/vehicles/{}", vin(0)), "D-1001")
+            .send(envoy.addr)
+            .unwrap()
+            .status,
+        429
+    );
+    assert_eq!(
+        lookup(&format!("/v1/vehicles/{}", vin(59)), "D-2002")
+            .send(envoy.addr)
+            .unwrap()
+            .status,
+        200
     );
 
     // Flagged, not refused: past 10 distinct VINs the backend sees x-tollgate-flag. A client's
