@@ -512,6 +512,22 @@ impl Cx {
         })
     }
 
+    /// The required `name` and `key` of a keyed rule (rate limit, ban, enumeration).
+    fn name_and_key(
+        &mut self,
+        m: &Map<String, Value>,
+        path: &str,
+    ) -> (Option<String>, Vec<KeyPart>) {
+        let name = self
+            .required(m, path, "name")
+            .and_then(|n| self.name(n, &join(path, "name")));
+        let key = match self.required(m, path, "key") {
+            Some(k) => self.key_parts(k, &join(path, "key")),
+            None => Vec::new(),
+        };
+        (name, key)
+    }
+
     fn key_parts(&mut self, v: &Value, path: &str) -> Vec<KeyPart> {
         let mut out = Vec::new();
         let Some(list) = self.array(v, path) else {
@@ -632,13 +648,7 @@ impl Cx {
                 "mode",
             ],
         )?;
-        let name = self
-            .required(m, path, "name")
-            .and_then(|n| self.name(n, &join(path, "name")));
-        let key = match self.required(m, path, "key") {
-            Some(k) => self.key_parts(k, &join(path, "key")),
-            None => Vec::new(),
-        };
+        let (name, key) = self.name_and_key(m, path);
         let rate = self.required(m, path, "rate").and_then(|r| {
             let p = join(path, "rate");
             let s = self.string(r, &p)?;
@@ -781,13 +791,7 @@ impl Cx {
                 "mode",
             ],
         )?;
-        let name = self
-            .required(m, path, "name")
-            .and_then(|n| self.name(n, &join(path, "name")));
-        let key = match self.required(m, path, "key") {
-            Some(k) => self.key_parts(k, &join(path, "key")),
-            None => Vec::new(),
-        };
+        let (name, key) = self.name_and_key(m, path);
         let routes = m
             .get("routes")
             .map(|r| self.route_names_list(r, &join(path, "routes"), route_index));

@@ -141,13 +141,7 @@ impl Cx {
                 "on_failure",
             ],
         )?;
-        let name = self
-            .required(m, path, "name")
-            .and_then(|n| self.name(n, &join(path, "name")));
-        let key = match self.required(m, path, "key") {
-            Some(k) => self.key_parts(k, &join(path, "key")),
-            None => Vec::new(),
-        };
+        let (name, key) = self.name_and_key(m, path);
         let routes = self
             .required(m, path, "routes")
             .and_then(|r| self.route_names_list(r, &join(path, "routes"), route_index));

@@ -259,23 +259,35 @@ impl Detection {
         let run = |c: Class| loc.reads(c) && self.on(c);
         let e = &self.engines;
         let bytes = rules::presence(t);
-        if run(Class::Scanner) {
-            e.scanner(e.literals_with(t, bytes), out);
+        // The keyword search runs once per value: here when the scanner needs it, else in
+        // `detectors` once the value is known not to be plain.
+        let lit = run(Class::Scanner).then(|| e.literals_with(t, bytes));
+        if let Some(lit) = lit {
+            e.scanner(lit, out);
         }
-        self.detectors(t, bytes, loc, true, out);
+        self.detectors(t, bytes, lit, loc, true, out);
         // The same value with HTML character references and JavaScript escapes decoded, as an
         // XML parser or a script would read it (`&#x27;`, `\u0027`).
         if t.contains(&b'\\') || (t.contains(&b'&') && t.contains(&b';')) {
             let decoded = rules::decode_references(t);
             if decoded != t {
-                self.detectors(&decoded, rules::presence(&decoded), loc, false, out);
+                self.detectors(&decoded, rules::presence(&decoded), None, loc, false, out);
             }
         }
     }
 
-    /// The injection detectors of `loc` over one normalised value. `xss` off for a decoded view
-    /// (the XSS detector decodes references itself).
-    fn detectors(&self, t: &[u8], bytes: u128, loc: Location, xss: bool, out: &mut Findings) {
+    /// The injection detectors of `loc` over one normalised value, with its byte set and (if
+    /// already searched) its keyword matches. `xss` off for a decoded view (the XSS detector
+    /// decodes references itself).
+    fn detectors(
+        &self,
+        t: &[u8],
+        bytes: u128,
+        lit: Option<rules::Literals>,
+        loc: Location,
+        xss: bool,
+        out: &mut Findings,
+    ) {
         let run = |c: Class| loc.reads(c) && self.on(c);
         let e = &self.engines;
         // Which ASCII bytes occur (one pass, by the caller): each detector below needs some.
@@ -290,7 +302,7 @@ impl Detection {
         if plain {
             return;
         }
-        let lit = e.literals_with(t, bytes);
+        let lit = lit.unwrap_or_else(|| e.literals_with(t, bytes));
         if run(Class::Sqli) {
             e.sqli(t, lit, out);
         }
