@@ -15,6 +15,7 @@ mod enumeration;
 mod failures;
 mod limits;
 mod probe_in_envoy;
+mod push;
 mod tollgate;
 mod validation;
 mod workers;

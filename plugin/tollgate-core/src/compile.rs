@@ -112,6 +112,24 @@ pub fn load_plugin_config(raw: &[u8], embedded: Embedded<'_>) -> Result<Policy, 
     compile(&value)
 }
 
+/// The edge a plugin configuration names, if it is a policy document with a valid `edge`, or an
+/// embedded selection: what a refusal's log line can say about the policy that stays in force.
+pub fn config_edge(raw: &[u8], embedded: Embedded<'_>) -> Option<String> {
+    let value = match std::str::from_utf8(raw).ok().map(parse) {
+        Some(Ok(v)) => v,
+        _ => decode_struct(raw).ok()?,
+    };
+    let o = value.as_object()?;
+    if let Some(name) = o.get("embedded").and_then(Value::as_str) {
+        let (_, json) = embedded.iter().find(|(n, _)| *n == name)?;
+        return from_json(json).ok().map(|p| p.edge);
+    }
+    o.get("edge")
+        .and_then(Value::as_str)
+        .filter(|e| is_name(e))
+        .map(str::to_owned)
+}
+
 pub(crate) fn from_json(text: &str) -> Result<Policy, Vec<PolicyError>> {
     compile(&parse(text)?)
 }

@@ -22,7 +22,7 @@ pub const MAX_DISTINCT: u32 = 2000;
 pub const ENTRY_BYTES: usize = 16 + BITS / 8;
 
 /// Where the counted identifier is read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ValueSource {
     /// A path parameter of the route's template.
     PathParam(String),

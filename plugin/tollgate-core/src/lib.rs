@@ -21,11 +21,12 @@ mod problem;
 mod request;
 mod strict;
 mod structpb;
+pub mod tables;
 mod template;
 pub mod validate;
 
 pub use cidr::Cidr;
-pub use compile::{load_plugin_config, Embedded};
+pub use compile::{config_edge, load_plugin_config, Embedded};
 pub use decide::{Block, BlockKind, Verdict};
 pub use error::PolicyError;
 pub use problem::{sanitize_request_id, Problem};

@@ -32,7 +32,7 @@ pub const WAYS: usize = 4;
 pub const BLOCK: usize = 16;
 
 /// One part of a limit's key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyPart {
     /// The client address (as the policy's `client_ip` settings determine it).
     ClientIp,

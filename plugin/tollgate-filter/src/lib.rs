@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod metrics;
 mod root;
+mod running;
 mod shared;
 
 use proxy_wasm::hostcalls;

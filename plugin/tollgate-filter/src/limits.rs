@@ -12,6 +12,7 @@ use tollgate_core::limits::{
     block_len, blocks, choose_slot, encode_block, fingerprint, place, split_block, Admission, Ban,
     BanEntry, LimitEntry, RateLimit,
 };
+use tollgate_core::tables::{Table, TableKind};
 use tollgate_core::Policy;
 
 use crate::shared::{self, Read, Unavailable, Write};
@@ -35,36 +36,110 @@ fn enum_prefix(edge: &str, e: &Enumeration) -> String {
     format!("tg/{edge}/enum/{}", e.name)
 }
 
-/// Creates every block of every limit and ban that does not exist yet (free slots). Blocks that
-/// exist (another worker made them, or an earlier configuration) are left as they are.
-pub(crate) fn prepare(policy: &Policy) -> Result<(), Unavailable> {
-    let edge = policy.edge();
-    let tables = policy
-        .rate_limits()
-        .iter()
-        .map(|l| (limit_prefix(edge, l), l.max_keys, LIMIT_ENTRY))
-        .chain(
-            policy
-                .bans()
-                .iter()
-                .map(|b| (ban_prefix(edge, b), b.max_keys, BAN_ENTRY)),
-        )
-        .chain(
-            policy
-                .enumerations()
-                .iter()
-                .map(|e| (enum_prefix(edge, e), e.max_keys, ENTRY_BYTES)),
-        );
-    for (prefix, max_keys, size) in tables {
-        for block in 0..blocks(max_keys) {
-            let key = format!("{prefix}/{block}");
-            if let Read::Missing = shared::get(&key)? {
-                let zeros = vec![0u8; size * block_len(block, max_keys)];
-                shared::set(&key, &zeros, 0)?;
-            }
-        }
+fn table_prefix(edge: &str, t: &Table) -> String {
+    let short = match t.kind {
+        TableKind::RateLimit => "rl",
+        TableKind::Ban => "ban",
+        TableKind::Enumeration => "enum",
+    };
+    format!("tg/{edge}/{short}/{}", t.name)
+}
+
+fn entry_bytes(kind: TableKind) -> usize {
+    match kind {
+        TableKind::RateLimit => LIMIT_ENTRY,
+        TableKind::Ban => BAN_ENTRY,
+        TableKind::Enumeration => ENTRY_BYTES,
     }
-    Ok(())
+}
+
+/// One line of the table registry (`tg/<edge>/tables`): a table's key prefix, identity, number
+/// of blocks and label, as the last configuration to change them left it.
+#[derive(Debug, PartialEq, Eq)]
+struct Registered {
+    prefix: String,
+    identity: u64,
+    blocks: u32,
+    label: String,
+}
+
+fn parse_registry(bytes: &[u8]) -> Vec<Registered> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|line| {
+            let mut it = line.split(' ');
+            let prefix = it.next()?.to_owned();
+            let identity = u64::from_str_radix(it.next()?, 16).ok()?;
+            let blocks = it.next()?.parse().ok()?;
+            let label = it.next()?.to_owned();
+            Some(Registered {
+                prefix,
+                identity,
+                blocks,
+                label,
+            })
+        })
+        .collect()
+}
+
+/// What [`prepare`] did to the tables a previous configuration left.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    /// Tables whose definition changed: emptied, their state starts fresh.
+    pub(crate) reset: Vec<String>,
+    /// Tables of rules the policy no longer has: their blocks emptied to free the memory.
+    pub(crate) freed: Vec<String>,
+}
+
+/// Makes shared data hold exactly the tables `policy` needs. A table registered with the same
+/// identity and size keeps its blocks (only missing ones are created); a new or changed table is
+/// written empty; a table the policy no longer has, and blocks past a shrunk table's end, are
+/// set to empty values (the ABI has no delete). The first configuration of a push to get here
+/// does the work and rewrites the registry; every later one (the other workers) finds the
+/// registry matching and changes nothing.
+pub(crate) fn prepare(policy: &Policy) -> Result<Prepared, Unavailable> {
+    let edge = policy.edge();
+    let registry_key = format!("tg/{edge}/tables");
+    let old_bytes = match shared::get(&registry_key)? {
+        Read::Found(bytes, _) => bytes,
+        Read::Missing => Vec::new(),
+    };
+    let old = parse_registry(&old_bytes);
+    let mut out = Prepared::default();
+    let mut registry = String::new();
+    let mut current = Vec::new();
+    for t in policy.tables() {
+        let prefix = table_prefix(edge, &t);
+        let n = blocks(t.max_keys);
+        let size = entry_bytes(t.kind);
+        let previous = old.iter().find(|r| r.prefix == prefix);
+        let same = previous.is_some_and(|r| r.identity == t.identity && r.blocks == n);
+        for block in 0..n {
+            let key = format!("{prefix}/{block}");
+            if same && !matches!(shared::get(&key)?, Read::Missing) {
+                continue;
+            }
+            shared::set(&key, &vec![0u8; size * block_len(block, t.max_keys)], 0)?;
+        }
+        if let Some(r) = previous.filter(|_| !same) {
+            for block in n..r.blocks {
+                shared::set(&format!("{prefix}/{block}"), &[], 0)?;
+            }
+            out.reset.push(t.label());
+        }
+        registry.push_str(&format!("{prefix} {:x} {n} {}\n", t.identity, t.label()));
+        current.push(prefix);
+    }
+    for r in old.iter().filter(|r| !current.contains(&r.prefix)) {
+        for block in 0..r.blocks {
+            shared::set(&format!("{}/{block}", r.prefix), &[], 0)?;
+        }
+        out.freed.push(r.label.clone());
+    }
+    if registry.as_bytes() != old_bytes.as_slice() {
+        shared::set(&registry_key, registry.as_bytes(), 0)?;
+    }
+    Ok(out)
 }
 
 /// A block as read: its key, entries' bytes and CAS.

@@ -7,12 +7,54 @@
 //! banned; `refused`: requests refused while banned). Per detector class,
 //! `....detection.<class>.detected` (requests detection refused or would have, that the class
 //! scored on); per enumeration rule, `....enumeration.<name>.{over,failure_open,failure_closed}`.
+//!
+//! Two gauges say which policy runs: `....policy.generation` (see `running.rs`) and
+//! `....policy.version.<version>`, 1 for the version in force and 0 for the one it replaced
+//! (characters other than letters, digits, `-` and `_` in the version become `_`).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use tollgate_core::detect::Class;
 use tollgate_core::limits::FailureMode;
 use tollgate_core::{Policy, RuleId};
+
+fn gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Gauge, name).ok()
+}
+
+fn set_gauge(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// A version string as one segment of a metric name.
+fn metric_segment(version: &str) -> String {
+    version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Sets the gauges that say which policy runs: its generation, 1 for its version, and 0 for the
+/// version it replaced (when that differs).
+pub(crate) fn set_running(edge: &str, generation: u64, version: &str, replaced: Option<&str>) {
+    let base = format!("tollgate.{edge}.policy");
+    if let Some(old) = replaced.filter(|old| metric_segment(old) != metric_segment(version)) {
+        set_gauge(gauge(&format!("{base}.version.{}", metric_segment(old))), 0);
+    }
+    set_gauge(
+        gauge(&format!("{base}.version.{}", metric_segment(version))),
+        1,
+    );
+    set_gauge(gauge(&format!("{base}.generation")), generation);
+}
 
 /// Counters of one rate limit.
 #[derive(Debug, Default)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
-use tollgate_core::{load_plugin_config, Policy};
+use tollgate_core::tables::fingerprint;
+use tollgate_core::{config_edge, load_plugin_config, Policy};
 
 use crate::http::Http;
 use crate::log;
@@ -46,6 +47,75 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+impl Root {
+    /// Puts a valid policy in force: records it (generation, version gauges), makes its tables
+    /// (keeping the state of unchanged ones), and logs what happened.
+    fn accept(&mut self, policy: Policy, fingerprint: u64) {
+        let edge = policy.edge().to_owned();
+        let (generation, replaced) =
+            match crate::running::accept(&edge, fingerprint, policy.version()) {
+                Some((running, replaced)) => (running.generation, replaced),
+                None => (0, None),
+            };
+        crate::metrics::set_running(
+            &edge,
+            generation,
+            policy.version(),
+            replaced.as_ref().map(|r| r.version.as_str()),
+        );
+        let metrics = Metrics::define(&policy);
+        let limited = !policy.tables().is_empty();
+        let mut state = String::new();
+        // Even a policy without tables runs this: it frees the tables of removed rules.
+        match crate::limits::prepare(&policy) {
+            Ok(p) => {
+                if !p.reset.is_empty() {
+                    state.push_str(&format!(
+                        "; state reset (definition changed): {}",
+                        p.reset.join(", ")
+                    ));
+                }
+                if !p.freed.is_empty() {
+                    state.push_str(&format!(
+                        "; state freed (rule removed): {}",
+                        p.freed.join(", ")
+                    ));
+                }
+            }
+            Err(_) => log(
+                LogLevel::Warn,
+                "tollgate: shared data unavailable while preparing the limits' tables; limits follow their on_failure until it recovers",
+            ),
+        }
+        let seed = if limited {
+            crate::limits::seed(&edge, random_seed())
+        } else {
+            0
+        };
+        let replacing = replaced.map_or_else(String::new, |r| {
+            format!(", replacing {} (generation {})", r.version, r.generation)
+        });
+        log(
+            LogLevel::Info,
+            &format!(
+                "tollgate: policy {} accepted as generation {generation} for edge {edge}{replacing}: {} routes, {} rules{state}",
+                policy.version(),
+                policy.route_names().count(),
+                policy.rules().len()
+            ),
+        );
+        self.expiry_cursor = vec![0; policy.rate_limits().len()];
+        self.loaded = Some(Rc::new(Loaded {
+            policy,
+            metrics,
+            seed: Cell::new(seed),
+        }));
+        if limited {
+            let _ = hostcalls::set_tick_period(TICK);
+        }
+    }
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
@@ -54,50 +124,28 @@ impl RootContext for Root {
             .unwrap_or_default();
         match load_plugin_config(&raw, tollgate_policies::EMBEDDED) {
             Ok(policy) => {
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "tollgate: policy {} accepted for edge {}: {} routes, {} rules",
-                        policy.version(),
-                        policy.edge(),
-                        policy.route_names().count(),
-                        policy.rules().len()
-                    ),
-                );
-                let metrics = Metrics::define(&policy);
-                let limited = !policy.rate_limits().is_empty()
-                    || !policy.bans().is_empty()
-                    || !policy.enumerations().is_empty();
-                let seed = if limited {
-                    if crate::limits::prepare(&policy).is_err() {
-                        log(
-                            LogLevel::Warn,
-                            "tollgate: shared data unavailable while preparing the limits' tables; limits follow their on_failure until it recovers",
-                        );
-                    }
-                    crate::limits::seed(policy.edge(), random_seed())
-                } else {
-                    0
-                };
-                self.expiry_cursor = vec![0; policy.rate_limits().len()];
-                self.loaded = Some(Rc::new(Loaded {
-                    policy,
-                    metrics,
-                    seed: Cell::new(seed),
-                }));
-                if limited {
-                    let _ = hostcalls::set_tick_period(TICK);
-                }
+                self.accept(policy, fingerprint(&raw));
                 true
             }
             Err(errors) => {
                 for e in &errors {
                     log(LogLevel::Error, &format!("tollgate: policy error: {e}"));
                 }
+                let in_force = config_edge(&raw, tollgate_policies::EMBEDDED)
+                    .and_then(|edge| crate::running::current(&edge))
+                    .map_or_else(
+                        || "the running configuration, if any, stays in force".to_owned(),
+                        |r| {
+                            format!(
+                                "policy {} (generation {}) stays in force",
+                                r.version, r.generation
+                            )
+                        },
+                    );
                 log(
                     LogLevel::Error,
                     &format!(
-                        "tollgate: policy refused with {} error(s); the configuration is not applied",
+                        "tollgate: policy refused with {} error(s); the configuration is not applied; {in_force}",
                         errors.len()
                     ),
                 );
