@@ -19,6 +19,7 @@
 
 mod abi;
 pub mod cases;
+pub mod diff;
 mod host;
 mod http;
 mod plugin;

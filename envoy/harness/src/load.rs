@@ -15,6 +15,8 @@ pub struct WrkResult {
     pub requests: u64,
     /// Responses that were not 2xx or 3xx.
     pub non_2xx: u64,
+    /// Connect, read, write and timeout errors, added up.
+    pub socket_errors: u64,
     /// Requests per second.
     pub rps: f64,
     /// Latency percentiles, microseconds.
@@ -75,6 +77,13 @@ fn parse(text: &str) -> Result<WrkResult> {
             [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
             ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or(0),
             ["Requests/sec:", n] => r.rps = n.parse().unwrap_or(0.0),
+            ["Socket", "errors:", rest @ ..] => {
+                // "connect 0, read 0, write 0, timeout 0"
+                r.socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
             ["50%", v] => r.p50_us = micros(v),
             ["99%", v] => r.p99_us = micros(v),
             _ => {}
@@ -128,10 +137,11 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
 mod tests {
     #[test]
     fn parses_wrk_output() {
-        let text = "Running 2s test @ http://127.0.0.1:1/x\n  2 threads and 8 connections\n  Latency Distribution\n     50%  310.00us\n     75%  400.00us\n     90%    1.20ms\n     99%    2.50ms\n  9000 requests in 2.00s, 1.00MB read\n  Non-2xx or 3xx responses: 120\nRequests/sec:   4500.50\n";
+        let text = "Running 2s test @ http://127.0.0.1:1/x\n  2 threads and 8 connections\n  Latency Distribution\n     50%  310.00us\n     75%  400.00us\n     90%    1.20ms\n     99%    2.50ms\n  9000 requests in 2.00s, 1.00MB read\n  Socket errors: connect 1, read 2, write 0, timeout 4\n  Non-2xx or 3xx responses: 120\nRequests/sec:   4500.50\n";
         let r = super::parse(text).unwrap();
         assert_eq!(r.requests, 9000);
         assert_eq!(r.non_2xx, 120);
+        assert_eq!(r.socket_errors, 7);
         assert_eq!(r.rps, 4500.5);
         assert_eq!(r.p50_us, 310.0);
         assert_eq!(r.p99_us, 2500.0);

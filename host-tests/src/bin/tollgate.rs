@@ -4,6 +4,8 @@
 //! tollgate test [--wasm FILE] [CASES...]   run case files (default: policies/cases/) against
 //!                                          the compiled filter in the wasmtime host
 //! tollgate check POLICY...                 validate policy files: every error, with its line
+//! tollgate diff OLD NEW                    what pushing NEW over OLD changes
+//! tollgate schema                          print the policy format's JSON Schema
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,13 +18,21 @@ use host_tests::Host;
 
 const USAGE: &str = "usage:
   tollgate test [--wasm FILE] [CASES...]   run case files (default: policies/cases/) in the wasmtime host
-  tollgate check POLICY...                 validate policy files, printing every error with its line";
+  tollgate check POLICY...                 validate policy files, printing every error with its line
+  tollgate diff OLD NEW                    what pushing NEW over OLD changes: rules added, removed,
+                                           loosened, tightened, and the limit state kept or reset
+  tollgate schema                          print the JSON Schema of the policy format";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(args.get(1..).unwrap_or_default()),
         Some("check") => check(args.get(1..).unwrap_or_default()),
+        Some("diff") => diff(args.get(1..).unwrap_or_default()),
+        Some("schema") => {
+            print!("{}", tollgate_core::format::schema_json());
+            Ok(true)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(true)
@@ -104,16 +114,8 @@ fn check(args: &[String]) -> Result<bool> {
 
 fn check_file(path: &Path) -> Result<bool> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let value: serde_json::Value = match serde_saphyr::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            println!("{shown}: not valid YAML: {e}");
-            return Ok(false);
-        }
-    };
-    match tollgate_core::Policy::from_json(&value.to_string()) {
-        Ok(policy) => {
+    Ok(match load(path)? {
+        Some((_, policy)) => {
             println!(
                 "{shown}: ok: policy {} for edge {}, {} routes, {} rules",
                 policy.version(),
@@ -121,8 +123,44 @@ fn check_file(path: &Path) -> Result<bool> {
                 policy.route_names().count(),
                 policy.rules().len()
             );
-            Ok(true)
+            true
         }
+        None => false,
+    })
+}
+
+/// Shows what pushing NEW over OLD changes; false if either is invalid.
+fn diff(args: &[String]) -> Result<bool> {
+    let [old, new] = args else {
+        bail!("diff needs two policy files, OLD and NEW\n{USAGE}");
+    };
+    let (Some((old_doc, old_p)), Some((new_doc, new_p))) =
+        (load(Path::new(old))?, load(Path::new(new))?)
+    else {
+        return Ok(false);
+    };
+    println!("{old} ({}) → {new} ({})", old_p.version(), new_p.version());
+    print!(
+        "{}",
+        host_tests::diff::diff(&old_doc, &new_doc, &old_p, &new_p).report()
+    );
+    Ok(true)
+}
+
+/// Reads and compiles a policy file (YAML or JSON). On errors, prints each as
+/// `file:line: path: message` and returns `None`.
+fn load(path: &Path) -> Result<Option<(serde_json::Value, tollgate_core::Policy)>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let value: serde_json::Value = match serde_saphyr::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("{shown}: not valid YAML: {e}");
+            return Ok(None);
+        }
+    };
+    match tollgate_core::Policy::from_json(&value.to_string()) {
+        Ok(policy) => Ok(Some((value, policy))),
         Err(errors) => {
             let pos = Positions::parse(&text);
             for e in &errors {
@@ -135,7 +173,7 @@ fn check_file(path: &Path) -> Result<bool> {
                 println!("{shown}:{line}: {at}: {}", e.message);
             }
             println!("{shown}: {} error(s)", errors.len());
-            Ok(false)
+            Ok(None)
         }
     }
 }

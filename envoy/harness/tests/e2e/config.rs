@@ -1,6 +1,6 @@
 //! Plugin configuration as Envoy delivers it: shipped, inline JSON text, a Struct, invalid.
 
-use harness::envoy::{validate, EdgeOptions, Envoy, PluginConfig, Started};
+use harness::envoy::{validate, Delivery, EdgeOptions, Envoy, PluginConfig, Started};
 use harness::http::Request;
 use harness::wasm::ensure_wasm;
 use serde_json::json;
@@ -68,8 +68,10 @@ fn envoy_validation_refuses_an_invalid_policy_and_names_every_error() {
 }
 
 #[test]
-fn envoy_refuses_to_start_with_an_invalid_policy_and_logs_every_error() {
-    let o = options("retail", PluginConfig::Text(broken_policy()));
+fn envoy_refuses_to_start_with_an_inline_invalid_policy_and_logs_every_error() {
+    // With the filter written into the bootstrap (not by ECDS, as shipped: see push.rs).
+    let mut o = options("retail", PluginConfig::Text(broken_policy()));
+    o.delivery = Delivery::Inline;
     let refused = match Envoy::try_start(&o).unwrap() {
         Started::Up(_) => panic!("Envoy started with an invalid policy"),
         Started::Exited(r) => r,
