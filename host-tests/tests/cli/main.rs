@@ -103,3 +103,223 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2);
     assert!(out.contains("usage:"), "{out}");
 }
+
+#[test]
+fn diff_explains_what_a_push_changes() {
+    let root = harness::workspace_root();
+    let old_path = root.join("policies/retail.yaml");
+    let old = std::fs::read_to_string(&old_path).unwrap();
+    // A push that loosens some things and tightens others.
+    let new = old
+        .replace("version: retail-", "version: next-retail-")
+        .replace("    rate: 10/min\n    burst: 5\n", "    rate: 20/min\n    burst: 5\n")
+        .replace("    rate: 120/min\n    burst: 30\n", "    rate: 120/min\n    burst: 10\n")
+        .replace("      - 203.0.113.0/24\n", "      - 203.0.113.0/24\n      - 198.18.0.0/15\n")
+        .replace("  - name: configurator-models\n", "  - name: press-kit\n    path: /v1/press\n    methods: [GET]\n  - name: configurator-models\n");
+    assert_ne!(new, old);
+    let new_path = scratch("next.yaml", &new);
+    let (code, out) = tollgate(&[
+        "diff",
+        old_path.to_str().unwrap(),
+        new_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "+ loosened  route press-kit: added, [\"GET\"] /v1/press",
+        "~ loosened  rate_limit login-per-ip: rate: 10/min → 20/min",
+        "~ tightened rate_limit orders-per-account: burst: 30 → 10",
+        "~ tightened ip_list abuse-networks: cidrs + 198.18.0.0/15",
+        "~ changed   version: version: retail-",
+        "  rate_limit.login-per-ip: reset (definition changed)",
+        "  rate_limit.login-per-account: kept",
+        "  ban.login-failures: kept",
+        "1 added, 0 removed, 4 changed: 2 loosened, 2 tightened, 1 neither",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+
+    // Nothing changed: nothing reported, every table kept.
+    let (code, out) = tollgate(&[
+        "diff",
+        old_path.to_str().unwrap(),
+        old_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 added, 0 removed, 0 changed"), "{out}");
+    assert!(!out.contains("reset"), "{out}");
+
+    // An invalid side: its errors, and exit 1.
+    let bad = scratch(
+        "bad-next.yaml",
+        &new.replace("methods: [GET]", "methods: [GIT]"),
+    );
+    let (code, out) = tollgate(&["diff", old_path.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("routes[0].methods[0]"), "{out}");
+}
+
+fn schema_file() -> PathBuf {
+    harness::workspace_root().join("policies/policy.schema.json")
+}
+
+#[test]
+fn the_checked_in_schema_is_what_the_format_types_generate() {
+    let (code, out) = tollgate(&["schema"]);
+    assert_eq!(code, 0, "{out}");
+    let file = std::fs::read_to_string(schema_file()).unwrap();
+    assert!(
+        out == file,
+        "policies/policy.schema.json is stale: run `cargo run -p host-tests --bin tollgate -- schema > policies/policy.schema.json`"
+    );
+}
+
+fn shipped() -> Vec<(String, serde_json::Value)> {
+    ["retail", "dealer"]
+        .iter()
+        .map(|e| {
+            let p = harness::workspace_root().join(format!("policies/{e}.yaml"));
+            let text = std::fs::read_to_string(p).unwrap();
+            (e.to_string(), serde_saphyr::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_policy_fits_the_format_types() {
+    for (edge, doc) in shipped() {
+        let typed: tollgate_core::format::Policy =
+            serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{edge}: {e}"));
+        // And nothing is lost on the way through the types.
+        assert_eq!(serde_json::to_value(&typed).unwrap(), doc, "{edge}");
+    }
+}
+
+/// The object schemas a schema node can stand for (through `$ref`, `anyOf`, `oneOf`, `allOf`).
+fn object_schemas<'a>(
+    node: &'a serde_json::Value,
+    defs: &'a serde_json::Value,
+) -> Vec<&'a serde_json::Value> {
+    let mut out = Vec::new();
+    if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+        out.extend(object_schemas(
+            &defs[r.trim_start_matches("#/$defs/")],
+            defs,
+        ));
+    }
+    for k in ["anyOf", "oneOf", "allOf"] {
+        for b in node.get(k).and_then(|v| v.as_array()).into_iter().flatten() {
+            out.extend(object_schemas(b, defs));
+        }
+    }
+    if node.get("properties").is_some() || node.get("items").is_some() {
+        out.push(node);
+    }
+    out
+}
+
+/// Walks a policy and the schema together; at every object the schema describes, asks the
+/// compiler which fields it accepts there (by adding an unknown one) and compares.
+fn walk(
+    doc: &serde_json::Value,
+    node: &serde_json::Value,
+    defs: &serde_json::Value,
+    path: &str,
+    pointer: &str,
+    root: &serde_json::Value,
+    checked: &mut usize,
+) {
+    use serde_json::Value;
+    let candidates = object_schemas(node, defs);
+    match doc {
+        Value::Object(map) => {
+            let Some(schema) = candidates.iter().find(|c| {
+                c.get("properties")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| map.keys().all(|k| p.contains_key(k)))
+            }) else {
+                assert!(
+                    candidates.iter().all(|c| c.get("properties").is_none()),
+                    "{path}: the schema has no object with fields {:?}",
+                    map.keys().collect::<Vec<_>>()
+                );
+                return; // free-form here (a body schema)
+            };
+            let props = schema["properties"].as_object().unwrap();
+            let mut probe = root.clone();
+            probe
+                .pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert("zz_unknown".into(), Value::Bool(true));
+            let errors = tollgate_core::Policy::from_json(&probe.to_string()).unwrap_err();
+            let at = if path.is_empty() {
+                "zz_unknown".to_string()
+            } else {
+                format!("{path}.zz_unknown")
+            };
+            let e = errors
+                .iter()
+                .find(|e| e.path == at)
+                .unwrap_or_else(|| panic!("no error at {at}: {errors:?}"));
+            let listed = e.message.split("expected one of: ").nth(1).unwrap();
+            let mut compiler: Vec<&str> = listed.split(", ").collect();
+            compiler.sort_unstable();
+            let mut types: Vec<&str> = props.keys().map(String::as_str).collect();
+            types.sort_unstable();
+            assert_eq!(
+                compiler,
+                types,
+                "fields at {}",
+                if path.is_empty() { "(top)" } else { path }
+            );
+            *checked += 1;
+            for (k, v) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(
+                    v,
+                    &props[k],
+                    defs,
+                    &p,
+                    &format!("{pointer}/{k}"),
+                    root,
+                    checked,
+                );
+            }
+        }
+        Value::Array(items) => {
+            let Some(items_schema) = candidates.iter().find_map(|c| c.get("items")) else {
+                return;
+            };
+            for (i, v) in items.iter().enumerate() {
+                walk(
+                    v,
+                    items_schema,
+                    defs,
+                    &format!("{path}[{i}]"),
+                    &format!("{pointer}/{i}"),
+                    root,
+                    checked,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_schema_and_the_compiler_accept_the_same_fields_everywhere() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&tollgate_core::format::schema_json()).unwrap();
+    let defs = schema["$defs"].clone();
+    for (edge, doc) in shipped() {
+        let mut checked = 0;
+        walk(&doc, &schema, &defs, "", "", &doc, &mut checked);
+        assert!(checked > 50, "{edge}: only {checked} objects checked");
+        println!("{edge}: {checked} objects agree");
+    }
+}

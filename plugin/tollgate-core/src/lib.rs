@@ -16,6 +16,8 @@ mod decide;
 pub mod detect;
 pub mod enumeration;
 mod error;
+#[cfg(feature = "schema")]
+pub mod format;
 pub mod limits;
 mod problem;
 mod request;

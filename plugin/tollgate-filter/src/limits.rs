@@ -92,7 +92,7 @@ pub(crate) struct Prepared {
 }
 
 /// Makes shared data hold exactly the tables `policy` needs. A table registered with the same
-/// identity and size keeps its blocks (only missing ones are created); a new or changed table is
+/// identity and size keeps its blocks untouched; a new or changed table is
 /// written empty; a table the policy no longer has, and blocks past a shrunk table's end, are
 /// set to empty values (the ABI has no delete). The first configuration of a push to get here
 /// does the work and rewrites the registry; every later one (the other workers) finds the
@@ -114,12 +114,13 @@ pub(crate) fn prepare(policy: &Policy) -> Result<Prepared, Unavailable> {
         let size = entry_bytes(t.kind);
         let previous = old.iter().find(|r| r.prefix == prefix);
         let same = previous.is_some_and(|r| r.identity == t.identity && r.blocks == n);
-        for block in 0..n {
-            let key = format!("{prefix}/{block}");
-            if same && !matches!(shared::get(&key)?, Read::Missing) {
-                continue;
+        // An unchanged table is left alone: its blocks were written when it was registered,
+        // and every later worker of a push (or a reloaded VM) gets here in a few host calls.
+        if !same {
+            for block in 0..n {
+                let key = format!("{prefix}/{block}");
+                shared::set(&key, &vec![0u8; size * block_len(block, t.max_keys)], 0)?;
             }
-            shared::set(&key, &vec![0u8; size * block_len(block, t.max_keys)], 0)?;
         }
         if let Some(r) = previous.filter(|_| !same) {
             for block in n..r.blocks {
