@@ -275,7 +275,7 @@ pub struct Refused {
 /// Either Envoy is up, or it exited before becoming ready.
 #[derive(Debug)]
 pub enum Started {
-    Up(Envoy),
+    Up(Box<Envoy>),
     Exited(Refused),
 }
 
@@ -283,7 +283,7 @@ impl Envoy {
     /// Starts Envoy and waits until it is ready; fails if it exits instead.
     pub fn start(o: &EdgeOptions) -> Result<Envoy> {
         match Self::try_start(o)? {
-            Started::Up(e) => Ok(e),
+            Started::Up(e) => Ok(*e),
             Started::Exited(r) => Err(anyhow!(
                 "Envoy exited with {} before becoming ready; its log:\n{}",
                 r.status,
@@ -345,7 +345,7 @@ impl Envoy {
                 continue;
             }
             envoy.addr = listener_address(admin)?;
-            return Ok(Started::Up(envoy));
+            return Ok(Started::Up(Box::new(envoy)));
         }
     }
 
