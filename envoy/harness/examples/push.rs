@@ -1,14 +1,16 @@
 //! Envoy's memory over many policy pushes through ECDS, each waited for (`update_success`)
 //! before the next, as a deployment pushes. Prints the resident set size every 50 pushes. Not a
-//! test (the test suite runs a bounded version: `push::envoy_memory_stays_flat_over_500_pushes`):
+//! test (the test suite runs a bounded version: `push::envoy_memory_stays_bounded_over_500_pushes`):
 //!
 //! ```sh
-//! cargo run --release -p harness --example push -- [PUSHES] [retail|small]
+//! cargo run --release -p harness --example push -- [PUSHES] [retail|small|alternate|versions]
 //! ```
 //!
 //! `retail`: each push is the full retail policy with a new version and a new burst for its
 //! first limit (the policy compiled again in every VM, one 100,000-key table reset). `small`: a
-//! one-route policy with a new version each time.
+//! one-route policy with a new version each time. `alternate`: the full retail policy, two
+//! versions pushed in turn (every push still a change, but only two distinct configurations).
+//! `versions`: the full retail policy with only a new version each time (no table reset).
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,17 @@ fn main() -> Result<()> {
         let p = match kind {
             "small" => json!({"version": format!("small-{i}"), "edge": "retail",
                 "routes": [{"name": "x", "path": "/x", "methods": ["GET"]}]}),
+            "alternate" => {
+                let mut p = retail.clone();
+                p["version"] = json!(format!("retail-push-{}", i % 2));
+                p["rate_limits"][0]["burst"] = json!(10 + i % 2);
+                p
+            }
+            "versions" => {
+                let mut p = retail.clone();
+                p["version"] = json!(format!("retail-push-{i}"));
+                p
+            }
             _ => {
                 let mut p = retail.clone();
                 p["version"] = json!(format!("retail-push-{i}"));
