@@ -167,6 +167,8 @@ fn test() -> Result<()> {
         "tollgate-filter",
         "--exclude",
         "host-tests-probe",
+        "--exclude",
+        "tollgate-noop",
         "--all-targets",
         "--",
         "-D",
@@ -183,6 +185,8 @@ fn test() -> Result<()> {
             "tollgate-filter",
             "-p",
             "host-tests-probe",
+            "-p",
+            "tollgate-noop",
             "--",
             "-D",
             "warnings",
@@ -196,6 +200,8 @@ fn test() -> Result<()> {
         "tollgate-filter",
         "--exclude",
         "host-tests-probe",
+        "--exclude",
+        "tollgate-noop",
     ]))?;
     // One closing line for the whole run (cargo's own last line is that of the last doc-test
     // binary, which may hold no test at all).

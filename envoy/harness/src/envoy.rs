@@ -88,6 +88,9 @@ pub struct EdgeOptions {
     pub transport_socket: Option<Value>,
     /// ECDS from a file (as shipped) or inline.
     pub delivery: Delivery,
+    /// Filters to put where Tollgate's filter is, instead of it (none: bare Envoy), for the load
+    /// benchmark's comparisons.
+    pub filters_instead: Option<Vec<Value>>,
 }
 
 impl EdgeOptions {
@@ -104,6 +107,7 @@ impl EdgeOptions {
             filters_before: Vec::new(),
             transport_socket: None,
             delivery: Delivery::Ecds,
+            filters_instead: None,
         }
     }
 }
@@ -179,12 +183,20 @@ pub fn render_bootstrap(o: &EdgeOptions, ecds_file: &Path) -> Result<Value> {
     for (i, f) in o.filters_before.iter().enumerate() {
         filters.insert(i, f.clone());
     }
-    let tollgate = filters
-        .iter_mut()
-        .find(|f| f["name"] == "tollgate")
+    let at = filters
+        .iter()
+        .position(|f| f["name"] == "tollgate")
         .context("bootstrap has no filter named tollgate")?;
-    match o.delivery {
-        Delivery::Ecds => {
+    if let Some(instead) = &o.filters_instead {
+        filters.splice(at..=at, instead.iter().cloned());
+    }
+    let tollgate = match (&o.filters_instead, filters.get_mut(at)) {
+        (None, Some(f)) => Some(f),
+        _ => None,
+    };
+    match (o.delivery, tollgate) {
+        (_, None) => {}
+        (Delivery::Ecds, Some(tollgate)) => {
             let source = &mut tollgate["config_discovery"]["config_source"]["path_config_source"];
             if !source.is_object() {
                 bail!("the tollgate filter has no config_discovery from a path");
@@ -195,7 +207,7 @@ pub fn render_bootstrap(o: &EdgeOptions, ecds_file: &Path) -> Result<Value> {
                 .context("ECDS file without a directory")?;
             source["watched_directory"] = json!({"path": dir.display().to_string()});
         }
-        Delivery::Inline => {
+        (Delivery::Inline, Some(tollgate)) => {
             let resource = render_filter(o, &o.plugin_config)?;
             *tollgate = json!({
                 "name": "envoy.filters.http.wasm",

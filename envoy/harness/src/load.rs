@@ -163,53 +163,116 @@ pub struct SideBySide {
     pub spread: f64,
 }
 
-/// Loads each Envoy in turn, `rounds` times, alternating the order, and reports medians: the way
-/// to compare configurations measured on one busy machine. Every answer must be 2xx or 3xx.
-pub fn side_by_side(
-    envoys: &[(&str, &crate::envoy::Envoy)],
-    load: &Load<'_>,
-    rounds: usize,
-) -> Result<Vec<SideBySide>> {
-    let mut samples: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); envoys.len()];
+/// Something to load: where to send requests, and the process whose CPU time to count (`None`
+/// for a target whose CPU is not of interest, such as the backend measured directly).
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// Its name in the report.
+    pub name: &'a str,
+    /// Where `wrk` sends requests (127.0.0.1).
+    pub addr: SocketAddr,
+    /// The process to measure.
+    pub pid: Option<u32>,
+}
+
+/// One target's medians over the rounds.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The target's name.
+    pub name: String,
+    /// Median requests per second.
+    pub rps: f64,
+    /// Median p50 latency, microseconds.
+    pub p50_us: f64,
+    /// Median p99 latency, microseconds.
+    pub p99_us: f64,
+    /// Median CPU time of the target's process per request, microseconds (NaN without a pid).
+    pub cpu_us: f64,
+    /// Lowest and highest rps over the rounds.
+    pub rps_range: (f64, f64),
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Loads each target in turn, `rounds` times, reversing the order every other round, and
+/// reports medians: the way to compare configurations on one busy machine. Every answer must be
+/// 2xx or 3xx, and no socket may fail.
+pub fn rounds(targets: &[Target<'_>], load: &Load<'_>, rounds: usize) -> Result<Vec<Row>> {
+    // Per target: rps, p50, p99, cpu per request.
+    let mut samples: Vec<[Vec<f64>; 4]> = vec![Default::default(); targets.len()];
     for round in 0..rounds {
-        let mut order: Vec<usize> = (0..envoys.len()).collect();
+        let mut order: Vec<usize> = (0..targets.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for i in order {
-            let Some((name, envoy)) = envoys.get(i) else {
+            let Some(t) = targets.get(i) else {
                 continue;
             };
-            let cpu0 = cpu_seconds(envoy.pid())?;
-            let r = wrk(envoy.addr, load)?;
-            let cpu = cpu_seconds(envoy.pid())? - cpu0;
-            if r.non_2xx > 0 {
+            let cpu0 = t.pid.map(cpu_seconds).transpose()?;
+            let r = wrk(t.addr, load)?;
+            let cpu = match (t.pid, cpu0) {
+                (Some(pid), Some(c0)) => (cpu_seconds(pid)? - c0) * 1e6 / r.requests as f64,
+                _ => f64::NAN,
+            };
+            if r.non_2xx > 0 || r.socket_errors > 0 {
                 bail!(
-                    "{name}: {} refusals; the comparison needs answered requests",
-                    r.non_2xx
+                    "{}: {} refusals and {} socket errors; the comparison needs answered requests",
+                    t.name,
+                    r.non_2xx,
+                    r.socket_errors
                 );
             }
             if let Some(s) = samples.get_mut(i) {
-                s.0.push(r.rps);
-                s.1.push(cpu * 1e6 / r.requests as f64);
-                s.2.push(r.p99_us);
+                for (v, x) in s.iter_mut().zip([r.rps, r.p50_us, r.p99_us, cpu]) {
+                    v.push(x);
+                }
             }
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
-    Ok(envoys
+    Ok(targets
         .iter()
         .zip(samples)
-        .map(|((name, _), (mut rps, mut cpu, mut p99))| SideBySide {
-            name: (*name).to_owned(),
-            spread: rps.iter().copied().fold(f64::MIN, f64::max)
-                - rps.iter().copied().fold(f64::MAX, f64::min),
+        .map(|(t, [mut rps, mut p50, mut p99, mut cpu])| Row {
+            name: t.name.to_owned(),
+            rps_range: (
+                rps.iter().copied().fold(f64::MAX, f64::min),
+                rps.iter().copied().fold(f64::MIN, f64::max),
+            ),
             rps: median(&mut rps),
-            cpu_us: median(&mut cpu),
+            p50_us: median(&mut p50),
             p99_us: median(&mut p99),
+            cpu_us: median(&mut cpu),
+        })
+        .collect())
+}
+
+/// Loads each Envoy in turn, `rounds` times, alternating the order, and reports medians (see
+/// [`rounds`]).
+pub fn side_by_side(
+    envoys: &[(&str, &crate::envoy::Envoy)],
+    load: &Load<'_>,
+    rounds_n: usize,
+) -> Result<Vec<SideBySide>> {
+    let targets: Vec<Target<'_>> = envoys
+        .iter()
+        .map(|(name, e)| Target {
+            name,
+            addr: e.addr,
+            pid: Some(e.pid()),
+        })
+        .collect();
+    Ok(rounds(&targets, load, rounds_n)?
+        .into_iter()
+        .map(|r| SideBySide {
+            name: r.name,
+            rps: r.rps,
+            cpu_us: r.cpu_us,
+            p99_us: r.p99_us,
+            spread: r.rps_range.1 - r.rps_range.0,
         })
         .collect())
 }

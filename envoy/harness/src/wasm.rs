@@ -39,6 +39,16 @@ pub fn ensure_probe() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// Builds `benches/noop`, a filter that does nothing (the load benchmark's floor), once per
+/// process.
+pub fn ensure_noop() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("tollgate-noop", "tollgate_noop").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 fn build(package: &str, lib: &str) -> Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

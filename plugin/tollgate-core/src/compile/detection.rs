@@ -74,7 +74,7 @@ impl Cx {
                 *r = self.rule(format!("detection.{}", class.name()), mode);
             }
         }
-        let Some(engines) = Engines::new() else {
+        let Some(engines) = Engines::shared() else {
             self.err(path, "the detectors could not be built");
             return None;
         };

@@ -176,8 +176,8 @@ pub struct Detection {
     /// Headers (lower-case) whose values are inspected for injections, besides `User-Agent` and
     /// cookies.
     pub headers: Vec<String>,
-    /// The keyword automata.
-    pub engines: Engines,
+    /// The keyword automata (shared by every policy in the process).
+    pub engines: &'static Engines,
 }
 
 /// Which detectors read a value, by where it was found.
@@ -257,7 +257,7 @@ impl Detection {
             return;
         }
         let run = |c: Class| loc.reads(c) && self.on(c);
-        let e = &self.engines;
+        let e = self.engines;
         let bytes = rules::presence(t);
         // The keyword search runs once per value: here when the scanner needs it, else in
         // `detectors` once the value is known not to be plain.
@@ -289,7 +289,7 @@ impl Detection {
         out: &mut Findings,
     ) {
         let run = |c: Class| loc.reads(c) && self.on(c);
-        let e = &self.engines;
+        let e = self.engines;
         // Which ASCII bytes occur (one pass, by the caller): each detector below needs some.
         let any = |set: &[u8]| set.iter().any(|b| *b < 128 && (bytes >> b) & 1 == 1);
         // A lone word of letters, digits, `_` and `-` carries no injection of any class; nor

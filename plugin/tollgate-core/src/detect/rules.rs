@@ -8,8 +8,9 @@ use aho_corasick::AhoCorasick;
 
 use super::{Class, Findings, Severity};
 
-/// Every keyword set in one Aho-Corasick automaton, built once per policy: a value is searched
-/// once, and each detector reads which of its sets matched.
+/// Every keyword set in one Aho-Corasick automaton: a value is searched once, and each detector
+/// reads which of its sets matched. The sets are fixed, so the automaton is built once per VM
+/// ([`Engines::shared`]) and every policy compiled in it, push after push, uses the same one.
 #[derive(Debug)]
 pub struct Engines {
     literals: AhoCorasick,
@@ -498,6 +499,15 @@ const HANDLERS: [&str; 40] = [
 ];
 
 impl Engines {
+    /// The automaton, built on first use and kept for the life of the process (the VM): building
+    /// it is most of the work of compiling a policy with detection, and a policy push would
+    /// otherwise allocate a new one in every VM. `None` only if the fixed patterns could not be
+    /// compiled.
+    pub fn shared() -> Option<&'static Engines> {
+        static SHARED: std::sync::OnceLock<Option<Engines>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Engines::new).as_ref()
+    }
+
     /// Builds the automaton. `None` only if the fixed patterns could not be compiled.
     pub fn new() -> Option<Engines> {
         let sets: [(Group, &[&str]); 8] = [

@@ -6,7 +6,7 @@ fn detection() -> Detection {
         modes: [Some(Mode::Enforce); 7],
         rules: [RuleId(0); 7],
         headers: vec!["referer".into()],
-        engines: Engines::new().unwrap(),
+        engines: Engines::shared().unwrap(),
     }
 }
 
