@@ -9,6 +9,7 @@
 //! - `image [TAG]`: builds the filter and packages it as an OCI image layout for Istio
 //!   (`target/oci/tollgate`), printing the manifest digest for `WasmPlugin.spec.sha256`.
 //! - `manifests`: regenerates `envoy/istio/*-wasmplugin.yaml` from `policies/*.yaml`.
+//! - `bench [ARGS]`: setup, then the load benchmark (`envoy/harness/examples/load.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -41,9 +42,24 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Some("bench") => {
+            setup()?;
+            run(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "harness",
+                    "--example",
+                    "load",
+                    "--",
+                ])
+                .args(args.get(1..).unwrap_or_default()))
+        }
         Some("image") => image(args.get(1).map_or("latest", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | wasm | test | demo | image [TAG] | manifests>");
+            eprintln!("usage: cargo xtask <setup | wasm | test | demo | bench [ARGS] | image [TAG] | manifests>");
             std::process::exit(2);
         }
     }
