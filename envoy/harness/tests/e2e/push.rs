@@ -247,3 +247,39 @@ fn envoy_memory_stays_bounded_over_500_pushes() {
         "RSS grew from {before} to {after} bytes over 500 pushes"
     );
 }
+
+#[test]
+fn the_dealer_edge_takes_pushes_too() {
+    // The shipped dealer policy with a new version and a stricter VIN look-up limit.
+    let s = stack("dealer", PluginConfig::Shipped);
+    let mut p: serde_json::Value = serde_json::from_str(tollgate_policies::DEALER).unwrap();
+    let old_version = p["version"].as_str().unwrap().to_owned();
+    p["version"] = json!("dealer-pushed-1");
+    assert!(s
+        .envoy
+        .push_and_wait(&PluginConfig::Text(p.to_string()), Duration::from_secs(5))
+        .unwrap());
+    let stat = |n: &str| {
+        s.envoy
+            .stat(&format!("wasmcustom.tollgate.dealer.policy.{n}"))
+            .unwrap()
+    };
+    assert_eq!(stat("generation"), Some(2));
+    assert_eq!(stat("version.dealer-pushed-1"), Some(1));
+    assert_eq!(
+        stat(&format!("version.{}", old_version.replace('.', "_"))),
+        Some(0)
+    );
+    // A dealer policy with a mistake is refused; the pushed one keeps running.
+    p["routes"][0]["methods"] = json!(["FETCH"]);
+    assert!(!s
+        .envoy
+        .push_and_wait(&PluginConfig::Text(p.to_string()), Duration::from_secs(5))
+        .unwrap());
+    assert!(s
+        .envoy
+        .log()
+        .contains("policy dealer-pushed-1 (generation 2) stays in force"));
+    let r = s.send(Request::new("GET", "/nowhere").header("x-forwarded-for", "192.0.2.10"));
+    assert_eq!(r.status, 404, "{}", r.text());
+}
