@@ -124,8 +124,59 @@ pub fn diff(old: &Value, new: &Value, old_p: &Policy, new_p: &Policy) -> Diff {
         );
         compare(field, field, "", a, b, &mut d.changed);
     }
-    d.state = state(&old_p.tables(), &new_p.tables());
+    order_changes(old, new, &mut d.changed);
+    d.state = if old_p.edge() == new_p.edge() {
+        state(&old_p.tables(), &new_p.tables())
+    } else {
+        // Tables live under the edge's name: a renamed edge starts every table empty, and the
+        // old edge's stay in shared data (the ABI cannot delete) until Envoy restarts.
+        new_p
+            .tables()
+            .iter()
+            .map(|t| (t.label(), "new (edge renamed: starts empty)"))
+            .chain(old_p.tables().iter().map(|t| {
+                (
+                    format!("{} (edge {})", t.label(), old_p.edge()),
+                    "left behind until Envoy restarts (edge renamed)",
+                )
+            }))
+            .collect()
+    };
     d
+}
+
+/// Routes and IP lists are tried in order: the same ones in another order decide differently.
+fn order_changes(old: &Value, new: &Value, out: &mut Vec<Change>) {
+    for field in ["routes", "ip_lists"] {
+        let names = |doc: &Value| -> Vec<String> {
+            doc.get(field)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(name_of).collect())
+                .unwrap_or_default()
+        };
+        let (a, b) = (names(old), names(new));
+        let common_a: Vec<&String> = a.iter().filter(|n| b.contains(n)).collect();
+        let common_b: Vec<&String> = b.iter().filter(|n| a.contains(n)).collect();
+        if common_a != common_b {
+            out.push(Change {
+                effect: Effect::Changed,
+                subject: field.into(),
+                what: format!(
+                    "order: {} → {}",
+                    common_a
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    common_b
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
 }
 
 fn state(old: &[Table], new: &[Table]) -> Vec<(String, &'static str)> {
@@ -205,35 +256,30 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Requests per second of a rate such as `10/min`.
+/// Requests per second of a rate such as `10/min` (the compiler's own parser).
 fn per_second(v: &Value) -> Option<f64> {
-    let (n, unit) = v.as_str()?.split_once('/')?;
-    let n: f64 = n.trim().parse().ok()?;
-    let secs = match unit.trim() {
-        "s" => 1.0,
-        "min" | "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => return None,
-    };
-    Some(n / secs)
+    let (n, period) = tollgate_core::parse_rate(v.as_str()?).ok()?;
+    Some(n as f64 / period as f64)
 }
 
-/// Seconds of a duration such as `30s` or `5m`.
+/// Seconds of a duration such as `30s` or `5m` (the compiler's own parser).
 fn seconds(v: &Value) -> Option<f64> {
-    let s = v.as_str()?;
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    Some(
-        n * match unit {
-            "s" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return None,
-        },
-    )
+    tollgate_core::parse_duration_secs(v.as_str()?).map(|s| s as f64)
+}
+
+/// What the compiler assumes for a field left out, where a change from or to it has a
+/// direction: an absent `mode` is `enforce`, and so on.
+fn default_of(label: &str, key: &str) -> Option<Value> {
+    Some(match (label, key) {
+        (_, "mode") => Value::from("enforce"),
+        (_, "on_failure") => Value::from("open"),
+        ("routing", "default") => Value::from("deny"),
+        ("enumeration", "action") => Value::from("block"),
+        (_, "cost") => Value::from(1),
+        ("detection", "threshold") => Value::from(5),
+        ("route", "rate_limit_headers") => Value::from(true),
+        _ => return None,
+    })
 }
 
 /// How strict a mode is: enforce > shadow > off.
@@ -256,6 +302,11 @@ fn ordered(a: Option<f64>, b: Option<f64>, higher: Effect) -> Effect {
 
 /// The effect of one field's change, by the field's meaning.
 fn effect_of(label: &str, path: &str, key: &str, a: &Value, b: &Value) -> Effect {
+    let fill = |v: &Value| match v {
+        Value::Null => default_of(label, key).unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    let (a, b) = (&fill(a), &fill(b));
     let num = |v: &Value| v.as_f64();
     match key {
         "rate" => ordered(per_second(a), per_second(b), Effect::Loosened),
@@ -264,6 +315,9 @@ fn effect_of(label: &str, path: &str, key: &str, a: &Value, b: &Value) -> Effect
         "burst" | "max_distinct" => ordered(num(a), num(b), Effect::Loosened),
         "threshold" => ordered(num(a), num(b), Effect::Loosened),
         "cost" => ordered(num(a), num(b), Effect::Tightened),
+        // More slots, fewer evictions: an evicted client starts with a fresh bucket or loses
+        // its ban.
+        "max_keys" => ordered(num(a), num(b), Effect::Tightened),
         "duration" | "window" => ordered(seconds(a), seconds(b), Effect::Tightened),
         "mode" | "on_failure" | "action" if label != "ip_list" || key != "action" => ordered(
             strictness(a).map(f64::from),

@@ -115,7 +115,8 @@ fn diff_explains_what_a_push_changes() {
         .replace("    rate: 10/min\n    burst: 5\n", "    rate: 20/min\n    burst: 5\n")
         .replace("    rate: 120/min\n    burst: 30\n", "    rate: 120/min\n    burst: 10\n")
         .replace("      - 203.0.113.0/24\n", "      - 203.0.113.0/24\n      - 198.18.0.0/15\n")
-        .replace("  - name: configurator-models\n", "  - name: press-kit\n    path: /v1/press\n    methods: [GET]\n  - name: configurator-models\n");
+        .replace("  - name: configurator-models\n", "  - name: press-kit\n    path: /v1/press\n    methods: [GET]\n  - name: configurator-models\n")
+        .replace("    rate: 5/min\n    burst: 5\n", "    rate: 5/min\n    burst: 5\n    mode: shadow\n");
     assert_ne!(new, old);
     let new_path = scratch("next.yaml", &new);
     let (code, out) = tollgate(&[
@@ -129,11 +130,12 @@ fn diff_explains_what_a_push_changes() {
         "~ loosened  rate_limit login-per-ip: rate: 10/min → 20/min",
         "~ tightened rate_limit orders-per-account: burst: 30 → 10",
         "~ tightened ip_list abuse-networks: cidrs + 198.18.0.0/15",
+        "~ loosened  rate_limit login-per-account: mode: (unset) → shadow",
+        "  rate_limit.login-per-account: kept",
         "~ changed   version: version: retail-",
         "  rate_limit.login-per-ip: reset (definition changed)",
-        "  rate_limit.login-per-account: kept",
         "  ban.login-failures: kept",
-        "1 added, 0 removed, 4 changed: 2 loosened, 2 tightened, 1 neither",
+        "1 added, 0 removed, 5 changed: 3 loosened, 2 tightened, 1 neither",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

@@ -95,7 +95,7 @@ fn unchanged_rules_keep_their_state_and_changed_ones_start_fresh() {
         "locked before the push"
     );
 
-    // Push: `tuned` gets a new rate; `steady` only changes mode, to shadow and back.
+    // Push: `tuned` gets a new rate; `steady` does not change.
     let mut new = start(&process, &policy("v2", "3/min", "enforce", true)).unwrap();
     assert_eq!(
         status(&mut new, get("/a", "c")),
@@ -187,7 +187,7 @@ fn generation_and_version_gauges_follow_every_accepted_configuration() {
 #[test]
 fn removed_rules_are_freed_and_pushes_never_grow_shared_data() {
     let process = Arc::new(Process::default());
-    let p = start(&process, &policy("v0", "2/min", "enforce", true)).unwrap();
+    let mut p = start(&process, &policy("v0", "2/min", "enforce", true)).unwrap();
     let vm_id = "tollgate";
     let size = process.shared_size(vm_id);
     let tuned_block = |p: &Plugin| p.shared_data("tg/t/rl/tuned/0").map(|(v, _)| v.len());
@@ -203,6 +203,20 @@ fn removed_rules_are_freed_and_pushes_never_grow_shared_data() {
     assert!(
         logs[0].contains("state freed (rule removed): rate_limit.tuned"),
         "{logs:?}"
+    );
+    // The old configuration still serves requests in flight during a push: its hits on the
+    // removed rule follow the rule's failure mode (open) and must not bring the block back.
+    for i in 0..20 {
+        assert_eq!(status(&mut p, get("/b", &format!("c{i}"))), 200);
+    }
+    assert_eq!(
+        tuned_block(&without),
+        Some(0),
+        "an old VM wrote a freed block back"
+    );
+    assert_eq!(
+        p.metric("tollgate.t.rate_limit.tuned.failure_open"),
+        Some(20)
     );
 
     // Many pushes, each a different definition of `tuned`: shared data keeps its size.

@@ -30,7 +30,7 @@ const MAX_BURST: u64 = 1_000_000;
 
 /// `"N/unit"` with unit `s`, `min`, `h` or `d` (also `second`, `minute`, `hour`, `day`), as
 /// (requests, period in seconds). The interval `period / requests` must be at least 1 µs.
-fn parse_rate(s: &str) -> Result<(u64, u64), String> {
+pub fn parse_rate(s: &str) -> Result<(u64, u64), String> {
     let bad =
         || format!("{s:?} is not a rate; write e.g. \"10/s\", \"600/min\", \"1000/h\", \"5000/d\"");
     let (n, unit) = s.split_once('/').ok_or_else(bad)?;
@@ -51,7 +51,7 @@ fn parse_rate(s: &str) -> Result<(u64, u64), String> {
 }
 
 /// `"30s"`, `"5m"`, `"2h"`, `"1d"` in seconds.
-fn parse_duration_secs(s: &str) -> Option<u64> {
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);

@@ -28,7 +28,7 @@ mod template;
 pub mod validate;
 
 pub use cidr::Cidr;
-pub use compile::{config_edge, load_plugin_config, Embedded};
+pub use compile::{config_edge, load_plugin_config, parse_duration_secs, parse_rate, Embedded};
 pub use decide::{Block, BlockKind, Verdict};
 pub use error::PolicyError;
 pub use problem::{sanitize_request_id, Problem};

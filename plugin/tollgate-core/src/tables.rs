@@ -54,34 +54,30 @@ impl Table {
     }
 }
 
-/// FNV-1a, 64 bits: deterministic (unlike std's randomly keyed hasher), so every worker and
-/// every configuration computes the same identity for the same definition.
-struct Fnv(u64);
+/// Collects what `Hash` feeds it and hashes it with the limits' fingerprint under seed 0:
+/// deterministic (unlike std's randomly keyed hasher), so every worker and every configuration
+/// computes the same identity for the same definition.
+struct Stable(Vec<u8>);
 
-impl Hasher for Fnv {
+impl Hasher for Stable {
     fn finish(&self) -> u64 {
-        self.0
+        fingerprint(&self.0)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0.extend_from_slice(bytes);
     }
 }
 
 fn identity(parts: impl Hash) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Stable(Vec::new());
     parts.hash(&mut h);
     h.finish()
 }
 
-/// A stable 64-bit hash of bytes (FNV-1a), e.g. of a plugin configuration.
+/// A stable 64-bit hash of bytes, e.g. of a plugin configuration.
 pub fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.write(bytes);
-    h.finish()
+    crate::limits::fingerprint(0, bytes)
 }
 
 impl Policy {

@@ -25,24 +25,29 @@ const LIMIT_ENTRY: usize = 16;
 const BAN_ENTRY: usize = 28;
 
 fn limit_prefix(edge: &str, l: &RateLimit) -> String {
-    format!("tg/{edge}/rl/{}", l.name)
+    prefix(edge, TableKind::RateLimit, &l.name)
 }
 
 fn ban_prefix(edge: &str, b: &Ban) -> String {
-    format!("tg/{edge}/ban/{}", b.name)
+    prefix(edge, TableKind::Ban, &b.name)
 }
 
 fn enum_prefix(edge: &str, e: &Enumeration) -> String {
-    format!("tg/{edge}/enum/{}", e.name)
+    prefix(edge, TableKind::Enumeration, &e.name)
 }
 
-fn table_prefix(edge: &str, t: &Table) -> String {
-    let short = match t.kind {
+/// The key prefix of a rule's table: `tg/<edge>/<rl|ban|enum>/<name>`.
+fn prefix(edge: &str, kind: TableKind, name: &str) -> String {
+    let short = match kind {
         TableKind::RateLimit => "rl",
         TableKind::Ban => "ban",
         TableKind::Enumeration => "enum",
     };
-    format!("tg/{edge}/{short}/{}", t.name)
+    format!("tg/{edge}/{short}/{name}")
+}
+
+fn table_prefix(edge: &str, t: &Table) -> String {
+    prefix(edge, t.kind, &t.name)
 }
 
 fn entry_bytes(kind: TableKind) -> usize {
@@ -153,7 +158,9 @@ struct Block {
 fn read_block(prefix: &str, block: u32) -> Result<Block, Unavailable> {
     let key = format!("{prefix}/{block}");
     match shared::get(&key)? {
-        Read::Found(bytes, cas) if cas != 0 => Ok(Block { key, bytes, cas }),
+        // An empty value is a block a newer configuration freed (a removed rule, or past the end
+        // of a shrunk table): a VM still on the old policy must not write it back.
+        Read::Found(bytes, cas) if cas != 0 && !bytes.is_empty() => Ok(Block { key, bytes, cas }),
         // Every block was created at configuration; a missing one means the store was reset.
         _ => Err(Unavailable),
     }

@@ -250,7 +250,7 @@ fn envoy_memory_stays_bounded_over_500_pushes() {
 
 #[test]
 fn the_dealer_edge_takes_pushes_too() {
-    // The shipped dealer policy with a new version and a stricter VIN look-up limit.
+    // The shipped dealer policy with a new version.
     let s = stack("dealer", PluginConfig::Shipped);
     let mut p: serde_json::Value = serde_json::from_str(tollgate_policies::DEALER).unwrap();
     let old_version = p["version"].as_str().unwrap().to_owned();
