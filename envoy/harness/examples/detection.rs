@@ -11,9 +11,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use harness::load::{print_comparison, side_by_side, Load};
-
-const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+use harness::load::{browser_script, print_comparison, side_by_side, Load, BROWSER_UA as UA};
 
 const BOOKING: &str = r#"{"dealer_id":"D-1001","model":"e-sport","slot":"2026-12-03T09:30:00+01:00","name":"Siobhan O'Brien","phone":"+353 1 555 0100","comment":"Please have the sunroof version ready; I'm 1.95 m tall -- and my dog comes too (he's calm)."}"#;
 
@@ -27,27 +25,9 @@ fn main() -> Result<()> {
     let without = harness::envoy::edge_with_policy("retail", &stripped.to_string(), 2)?;
     let dir = harness::scratch_dir("detection-bench")?;
 
-    // A new client address per request (198.18.0.0/15, the benchmarking range), so the
-    // catalogue's per-address limit never refuses: both Envoys do the same limit work.
-    let browse = dir.join("browse.lua");
-    std::fs::write(
-        &browse,
-        format!(
-            r#"local n = 0
-request = function()
-  n = n + 1
-  local ip = string.format("198.18.%d.%d", math.floor(n / 250) % 250, n % 250 + 1)
-  return wrk.format(nil, nil, {{
-    ["X-Forwarded-For"] = ip,
-    ["User-Agent"] = "{UA}",
-    ["Accept"] = "application/json",
-    ["Referer"] = "https://shop.example.com/configurator/e-sport?trim=gt&colour=red",
-    ["Cookie"] = "consent=yes; session=9f8e7d6c5b4a; last_model=e-sport",
-  }})
-end
-"#
-        ),
-    )?;
+    // A new client address per request, so the catalogue's per-address limit never refuses:
+    // both Envoys do the same limit work.
+    let browse = browser_script(&dir)?;
     let book = dir.join("book.lua");
     std::fs::write(
         &book,

@@ -35,10 +35,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use harness::envoy::{EdgeOptions, Envoy};
-use harness::load::{rounds, Load, Row, Target};
+use harness::load::{browser_script, rounds, Load, Row, Target};
 use serde_json::json;
-
-const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 fn native_filters() -> Vec<serde_json::Value> {
     let percent = |key: &str| json!({"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": key});
@@ -134,25 +132,7 @@ fn main() -> Result<()> {
     let tollgate = with(None)?;
 
     let dir = harness::scratch_dir("load-bench")?;
-    let script = dir.join("browse.lua");
-    std::fs::write(
-        &script,
-        format!(
-            r#"local n = 0
-request = function()
-  n = n + 1
-  local ip = string.format("198.18.%d.%d", math.floor(n / 250) % 250, n % 250 + 1)
-  return wrk.format(nil, nil, {{
-    ["X-Forwarded-For"] = ip,
-    ["User-Agent"] = "{UA}",
-    ["Accept"] = "application/json",
-    ["Referer"] = "https://shop.example.com/configurator/e-sport?trim=gt&colour=red",
-    ["Cookie"] = "consent=yes; session=9f8e7d6c5b4a; last_model=e-sport",
-  }})
-end
-"#
-        ),
-    )?;
+    let script = browser_script(&dir)?;
     let load = Load {
         path: "/v1/configurator/models?market=de&page=2",
         headers: vec![],

@@ -8,6 +8,36 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+/// A current desktop Chrome's User-Agent, for requests that look like a browser's.
+pub const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// Writes a wrk script into `dir` that sends what a browser sends to the catalogue (User-Agent,
+/// Accept, a Referer, three cookies) from a new client address each time (198.18.0.0/15, the
+/// benchmarking range, in `X-Forwarded-For`), so a per-address limit checks a new key on every
+/// request and never refuses. Returns the script's path.
+pub fn browser_script(dir: &Path) -> Result<std::path::PathBuf> {
+    let path = dir.join("browse.lua");
+    std::fs::write(
+        &path,
+        format!(
+            r#"local n = 0
+request = function()
+  n = n + 1
+  local ip = string.format("198.18.%d.%d", math.floor(n / 250) % 250, n % 250 + 1)
+  return wrk.format(nil, nil, {{
+    ["X-Forwarded-For"] = ip,
+    ["User-Agent"] = "{BROWSER_UA}",
+    ["Accept"] = "application/json",
+    ["Referer"] = "https://shop.example.com/configurator/e-sport?trim=gt&colour=red",
+    ["Cookie"] = "consent=yes; session=9f8e7d6c5b4a; last_model=e-sport",
+  }})
+end
+"#
+        ),
+    )?;
+    Ok(path)
+}
+
 /// What one `wrk` run reported.
 #[derive(Clone, Debug, Default)]
 pub struct WrkResult {
