@@ -51,7 +51,30 @@ fn without_validation(name: &str) -> Policy {
     compile(&doc)
 }
 
-fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+/// A request as header pairs, as `Request::from_headers` takes them.
+type Headers = Vec<(String, Vec<u8>)>;
+
+/// Each request decided by the shipped policy and by the same policy without `what`
+/// (`strip` builds that one), side by side in one group.
+fn with_and_without(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    cases: &[(&str, &str, Headers)],
+    what: &str,
+    strip: fn(&str) -> Policy,
+) {
+    for (edge, name, h) in cases {
+        let with = policy(edge);
+        let without = strip(edge);
+        g.bench_function(format!("{edge} {name}: with {what}"), |b| {
+            b.iter(|| with.decide(black_box(&Request::from_headers(h, None))))
+        });
+        g.bench_function(format!("{edge} {name}: without {what}"), |b| {
+            b.iter(|| without.decide(black_box(&Request::from_headers(h, None))))
+        });
+    }
+}
+
+fn headers(list: &[(&str, &str)]) -> Headers {
     list.iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect()
@@ -108,16 +131,7 @@ fn bench(c: &mut Criterion) {
         ),
     ];
     let mut g = c.benchmark_group("decide");
-    for (edge, name, h) in &cases {
-        let with = policy(edge);
-        let without = without_validation(edge);
-        g.bench_function(format!("{edge} {name}: with validation"), |b| {
-            b.iter(|| with.decide(black_box(&Request::from_headers(h, None))))
-        });
-        g.bench_function(format!("{edge} {name}: without validation"), |b| {
-            b.iter(|| without.decide(black_box(&Request::from_headers(h, None))))
-        });
-    }
+    with_and_without(&mut g, &cases, "validation", without_validation);
     g.finish();
 
     let retail = policy("retail");
@@ -190,16 +204,7 @@ fn detection(c: &mut Criterion) {
         ),
     ];
     let mut g = c.benchmark_group("detection");
-    for (edge, name, h) in &cases {
-        let with = policy(edge);
-        let without = without_detection(edge);
-        g.bench_function(format!("{edge} {name}: with detection"), |b| {
-            b.iter(|| with.decide(black_box(&Request::from_headers(h, None))))
-        });
-        g.bench_function(format!("{edge} {name}: without detection"), |b| {
-            b.iter(|| without.decide(black_box(&Request::from_headers(h, None))))
-        });
-    }
+    with_and_without(&mut g, &cases, "detection", without_detection);
 
     // A booking body with free text: the body's strings through every detector.
     let retail = policy("retail");

@@ -20,33 +20,35 @@ fn release_path(lib: &str) -> PathBuf {
     workspace_root().join(format!("target/wasm/wasm32-wasip1/release/{lib}.wasm"))
 }
 
-/// Builds the filter (cargo does nothing when it is up to date) once per process, and returns
-/// the path of the `.wasm`.
-pub fn ensure_wasm() -> Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build("tollgate-filter", "tollgate_filter").map_err(|e| format!("{e:#}")))
+/// Builds `package` once per process (cargo does nothing when it is up to date); later calls
+/// get the first build's result.
+fn once(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    package: &str,
+    lib: &str,
+) -> Result<PathBuf> {
+    cell.get_or_init(|| build(package, lib).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// Builds the filter once per process and returns the path of the `.wasm`.
+pub fn ensure_wasm() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&BUILT, "tollgate-filter", "tollgate_filter")
 }
 
 /// Builds `host-tests/probe`, the guest that tests the wasmtime host's ABI, once per process.
 pub fn ensure_probe() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build("host-tests-probe", "host_tests_probe").map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    once(&BUILT, "host-tests-probe", "host_tests_probe")
 }
 
 /// Builds `benches/noop`, a filter that does nothing (the load benchmark's floor), once per
 /// process.
 pub fn ensure_noop() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build("tollgate-noop", "tollgate_noop").map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    once(&BUILT, "tollgate-noop", "tollgate_noop")
 }
 
 fn build(package: &str, lib: &str) -> Result<PathBuf> {
