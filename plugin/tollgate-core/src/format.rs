@@ -787,6 +787,59 @@ pub struct Detection {
         extend("default" = ["referer"])
     )]
     pub headers: Option<Vec<String>>,
+
+    /// An imported OWASP Core Rule Set, whose anomaly scores join the detectors' under one threshold.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crs: Option<Crs>,
+}
+
+/// `detection.crs`: a Core Rule Set imported with `tollgate crs import`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Crs {
+    /// The document `tollgate crs import DIR` prints, or `{"import": DIR}`, which the policies' build and `tollgate check` replace with the rule set imported from DIR on that machine.
+    pub ruleset: serde_json::Value,
+
+    /// The executing paranoia level (1 to 4, at most the level the rule set was imported at).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(range(min = 1, max = 4), extend("default" = 1))]
+    pub paranoia: Option<u8>,
+
+    /// `enforce`, `shadow`, or `off`; `detection.mode` when absent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mode: Option<DetectorMode>,
+
+    /// Rule ids whose scores count only in shadow (logged and counted, never refusing).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shadow: Option<Vec<u32>>,
+
+    /// Transaction variables every request starts with, over the setup file's (`enforce_bodyproc_urlencoded: 1`, `allowed_methods: "GET POST"`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub setup: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+
+    /// Rules, tags or a rule's targets taken out, each with the reason.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exclusions: Option<Vec<CrsExclusion>>,
+}
+
+/// One exclusion: a rule (optionally only one of its targets), or every rule with a tag.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrsExclusion {
+    /// The rule id.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rule: Option<u32>,
+
+    /// A rule tag (`attack-sqli`, `paranoia-level/1`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tag: Option<String>,
+
+    /// A target the rule no longer reads (`ARGS:comment`, `REQUEST_COOKIES:/^_ga/`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+
+    /// Why the exclusion is needed.
+    pub reason: String,
 }
 
 /// The mode of each detector class; a class left out takes `detection.mode`.

@@ -12,6 +12,7 @@
 
 mod cidr;
 mod compile;
+pub mod crs;
 mod decide;
 pub mod detect;
 pub mod enumeration;
@@ -183,8 +184,14 @@ impl Policy {
 
     /// Whether detection reads this request's body (on for the route, and a text media type).
     pub fn inspects_body(&self, route: Option<usize>, req: &Request<'_>) -> bool {
+        let crs = self
+            .detection
+            .as_ref()
+            .and_then(|d| d.crs.as_ref())
+            .is_some_and(|c| c.mode.is_some());
         self.detection_threshold(route).is_some()
-            && detect::Detection::reads_media(req.header("content-type"))
+            && (detect::Detection::reads_media(req.header("content-type"))
+                || (crs && detect::Detection::is_multipart(req.header("content-type"))))
     }
 
     /// The detectors, when the policy has a `detection` block.

@@ -32,6 +32,9 @@ pub struct Problem<'a> {
     /// For an attack-detection refusal: the detector classes that scored (never the payload).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detectors: Vec<&'static str>,
+    /// For an attack-detection refusal: the Core Rule Set rule ids that scored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crs_rules: Vec<u32>,
 }
 
 /// One entry of `invalid_params`.
@@ -84,6 +87,10 @@ impl Policy {
                 crate::BlockKind::Attack { classes, .. } => {
                     classes.iter().map(|c| c.label()).collect()
                 }
+                _ => Vec::new(),
+            },
+            crs_rules: match &block.kind {
+                crate::BlockKind::Attack { crs, .. } => crs.clone(),
                 _ => Vec::new(),
             },
         }

@@ -76,7 +76,7 @@ fn refused(policy: &Policy, place: &str, value: &str) -> bool {
             &mut v.findings,
         );
     }
-    d.judge(threshold, &v.findings).is_some()
+    d.judge(threshold, &v.findings, &v.crs).is_some()
 }
 
 struct Rates {

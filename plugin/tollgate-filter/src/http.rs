@@ -34,6 +34,8 @@ struct Deferred {
     shadowed: Vec<Block>,
     /// What detection found before the body.
     findings: tollgate_core::detect::Findings,
+    /// The Core Rule Set's matches on the head (empty when it runs with the body).
+    crs: Vec<tollgate_core::crs::Match>,
     /// The most body this request may have.
     cap: usize,
     /// The JSON structure scan, for routes whose bodies are JSON.
@@ -145,6 +147,7 @@ impl HttpContext for Http {
                 route: verdict.route,
                 shadowed: verdict.shadowed,
                 findings: verdict.findings,
+                crs: verdict.crs,
                 headers,
                 source,
                 cap: if keyed { max.min(MAX_KEYED_BODY) } else { max },
@@ -255,6 +258,7 @@ impl Http {
             block: None,
             shadowed: d.shadowed,
             findings: d.findings,
+            crs: d.crs,
         };
         let mut body = None;
         if refusal.is_none() {
@@ -325,8 +329,8 @@ impl Http {
             }
             for s in &verdict.shadowed {
                 loaded.metrics.shadow_rule(s.rule);
-                if let BlockKind::Attack { classes, .. } = &s.kind {
-                    loaded.metrics.detected(classes);
+                if let BlockKind::Attack { classes, crs, .. } = &s.kind {
+                    loaded.metrics.detected(classes, crs);
                 }
                 log(LogLevel::Info, &describe("shadow", loaded, s, request_id));
             }
@@ -342,8 +346,8 @@ impl Http {
             }
             Some(block) => {
                 loaded.metrics.blocked(block.rule);
-                if let BlockKind::Attack { classes, .. } = &block.kind {
-                    loaded.metrics.detected(classes);
+                if let BlockKind::Attack { classes, crs, .. } = &block.kind {
+                    loaded.metrics.detected(classes, crs);
                 }
                 log(
                     LogLevel::Debug,

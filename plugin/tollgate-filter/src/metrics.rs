@@ -6,7 +6,7 @@
 //! ban, `....ban.<name>.{banned,refused,evicted,failure_open,failure_closed}` (`banned`: keys
 //! banned; `refused`: requests refused while banned). Per detector class,
 //! `....detection.<class>.detected` (requests detection refused or would have, that the class
-//! scored on); per enumeration rule, `....enumeration.<name>.{over,failure_open,failure_closed}`.
+//! scored on), and per Core Rule Set rule `....crs.<id>.detected`; per enumeration rule, `....enumeration.<name>.{over,failure_open,failure_closed}`.
 //!
 //! Two gauges say which policy runs: `....policy.generation` (see `running.rs`) and
 //! `....policy.version.<version>`, 1 for the version in force and 0 for the one it replaced
@@ -91,6 +91,9 @@ pub(crate) struct Metrics {
     detected: Vec<Option<u32>>,
     /// Per enumeration rule: (over, failure_open, failure_closed).
     enumerations: Vec<(Option<u32>, Option<u32>, Option<u32>)>,
+    /// Per Core Rule Set rule, sorted by id: requests it scored on when detection refused or
+    /// would have refused.
+    crs: Vec<(u32, Option<u32>)>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -168,11 +171,31 @@ impl Metrics {
                     (c("over"), c("failure_open"), c("failure_closed"))
                 })
                 .collect(),
+            crs: {
+                let mut ids: Vec<u32> = policy
+                    .detection()
+                    .and_then(|d| d.crs.as_ref())
+                    .map(|c| c.engine.rule_ids().collect())
+                    .unwrap_or_default();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.into_iter()
+                    .map(|id| (id, counter(&format!("{base}.crs.{id}.detected"))))
+                    .collect()
+            },
         }
     }
 
-    /// A request detection refused (or would have): one per class that scored.
-    pub(crate) fn detected(&self, classes: &[Class]) {
+    /// A request detection refused (or would have): one per class and Core Rule Set rule that
+    /// scored.
+    pub(crate) fn detected(&self, classes: &[Class], crs: &[u32]) {
+        for id in crs {
+            if let Ok(i) = self.crs.binary_search_by_key(id, |(x, _)| *x) {
+                if let Some((_, c)) = self.crs.get(i) {
+                    bump(*c);
+                }
+            }
+        }
         for c in classes {
             if let Some(id) = Class::ALL
                 .iter()

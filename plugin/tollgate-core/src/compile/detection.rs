@@ -17,7 +17,11 @@ impl Cx {
     pub(super) fn detection(&mut self, v: Option<&Value>) -> Option<Detection> {
         let v = v?;
         let path = "detection";
-        let m = self.object(v, path, &["threshold", "mode", "detectors", "headers"])?;
+        let m = self.object(
+            v,
+            path,
+            &["threshold", "mode", "detectors", "headers", "crs"],
+        )?;
         let threshold = match m.get("threshold") {
             None => 5,
             Some(t) => match self.uint(t, &join(path, "threshold"), MAX_THRESHOLD) {
@@ -74,6 +78,9 @@ impl Cx {
                 *r = self.rule(format!("detection.{}", class.name()), mode);
             }
         }
+        let crs = m
+            .get("crs")
+            .and_then(|c| self.crs(c, &join(path, "crs"), default));
         let Some(engines) = Engines::shared() else {
             self.err(path, "the detectors could not be built");
             return None;
@@ -84,6 +91,7 @@ impl Cx {
             rules,
             headers,
             engines,
+            crs,
         })
     }
 

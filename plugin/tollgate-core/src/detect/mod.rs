@@ -158,6 +158,8 @@ pub struct Detected {
     pub mode: Mode,
     /// The classes that scored, highest contribution first.
     pub classes: Vec<Class>,
+    /// The CRS rules that scored, in evaluation order.
+    pub crs: Vec<u32>,
     /// The anomaly score that crossed the threshold.
     pub score: u32,
     /// The rule the refusal counts under (the first class's).
@@ -178,6 +180,64 @@ pub struct Detection {
     pub headers: Vec<String>,
     /// The keyword automata (shared by every policy in the process).
     pub engines: &'static Engines,
+    /// An imported Core Rule Set, when the policy runs one.
+    pub crs: Option<CrsRules>,
+}
+
+/// `detection.crs`, compiled: the engine and how its findings count.
+#[derive(Debug)]
+pub struct CrsRules {
+    /// The compiled rule set.
+    pub engine: crate::crs::Engine,
+    /// The executing paranoia level.
+    pub paranoia: u8,
+    /// Setup variables the policy overrides.
+    pub tx: Vec<(String, String)>,
+    /// Enforce, shadow, or `None` for off.
+    pub mode: Option<Mode>,
+    /// Rule ids whose scores count only in shadow.
+    pub shadow: Vec<u32>,
+    /// The rule its refusals count under (`detection.crs`).
+    pub rule: RuleId,
+}
+
+impl CrsRules {
+    /// Runs the rule set over a request (`body` when it was read).
+    pub fn run(
+        &self,
+        req: &Request<'_>,
+        body: Option<&[u8]>,
+        client: Option<std::net::IpAddr>,
+    ) -> Vec<crate::crs::Match> {
+        let input = crate::crs::Input {
+            method: req.method,
+            uri: req.path,
+            protocol: "HTTP/1.1",
+            headers: req.headers,
+            body,
+            remote_addr: client,
+        };
+        let mut m = self
+            .engine
+            .evaluate(&input, self.paranoia, &self.tx)
+            .matched;
+        m.retain(|x| x.score > 0 || x.logged);
+        m
+    }
+
+    /// The score of the matches whose rule counts in `mode` (enforce: the enforcing rules only).
+    fn score(&self, matches: &[crate::crs::Match], enforced_only: bool) -> u32 {
+        match self.mode {
+            None => 0,
+            Some(mode) => matches
+                .iter()
+                .filter(|m| {
+                    !enforced_only || (mode == Mode::Enforce && !self.shadow.contains(&m.id))
+                })
+                .map(|m| m.score)
+                .sum(),
+        }
+    }
 }
 
 /// Which detectors read a value, by where it was found.
@@ -362,7 +422,10 @@ impl Detection {
                 self.value(v, false, Location::Value, &mut buf, out);
             }
         }
-        if !ua && self.on(Class::Scanner) {
+        // A missing User-Agent is a weak signal: the Core Rule Set scores it only from paranoia
+        // level 2 (920320), so with the rule set on it is left to the rule set.
+        let crs_on = self.crs.as_ref().is_some_and(|c| c.mode.is_some());
+        if !ua && self.on(Class::Scanner) && !crs_on {
             out.add(Class::Scanner, "scanner-no-user-agent", Severity::Notice);
         }
     }
@@ -399,6 +462,12 @@ impl Detection {
             || media.ends_with("+xml")
     }
 
+    /// Whether a `Content-Type` is `multipart/form-data` (read by the Core Rule Set's body
+    /// processor, whose rules check field and file names; the detectors skip file contents).
+    pub fn is_multipart(content_type: Option<&[u8]>) -> bool {
+        content_type.is_some_and(|c| media_type(c) == "multipart/form-data")
+    }
+
     /// Inspects a request body: a JSON document's strings and member names, a form's names and
     /// values, or any other text body as one value (binary media types are skipped). `parsed` is the JSON document when the
     /// caller already has it.
@@ -423,8 +492,14 @@ impl Detection {
             })
             .unwrap_or_default();
         let mut buf = Vec::with_capacity(128);
-        if media == "application/x-www-form-urlencoded" {
+        // A body that names no type is read as a form, as the Core Rule Set reads it (unless
+        // it is JSON): sending no `Content-Type` must not hide a payload.
+        let looks_json = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
+        if media == "application/x-www-form-urlencoded" || (media.is_empty() && !looks_json) {
             self.form(body, &mut buf, out);
+            return;
+        }
+        if media.starts_with("multipart/") {
             return;
         }
         let owned;
@@ -465,12 +540,21 @@ impl Detection {
         }
     }
 
-    /// Whether the findings cross `threshold`: enforced when the enforcing classes alone do,
-    /// shadowed when they do only with the shadow classes counted.
-    pub fn judge(&self, threshold: u32, f: &Findings) -> Option<Detected> {
+    /// Whether the findings and the CRS matches cross `threshold`: enforced when the enforcing
+    /// classes and rules alone do, shadowed when they do only with the shadow ones counted.
+    pub fn judge(
+        &self,
+        threshold: u32,
+        f: &Findings,
+        crs: &[crate::crs::Match],
+    ) -> Option<Detected> {
         let mode_of = |c: Class| self.modes.get(c.index()).copied().flatten();
-        let enforced = f.score(|c| mode_of(c) == Some(Mode::Enforce));
-        let total = f.score(|c| mode_of(c).is_some());
+        let (crs_enforced, crs_total) = match &self.crs {
+            Some(c) => (c.score(crs, true), c.score(crs, false)),
+            None => (0, 0),
+        };
+        let enforced = f.score(|c| mode_of(c) == Some(Mode::Enforce)) + crs_enforced;
+        let total = f.score(|c| mode_of(c).is_some()) + crs_total;
         let mode = if enforced >= threshold {
             Mode::Enforce
         } else if total >= threshold {
@@ -490,16 +574,37 @@ impl Detection {
             }
         }
         by_class.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let first = by_class.first().map(|(c, _)| *c)?;
+        let crs_score = if mode == Mode::Enforce {
+            crs_enforced
+        } else {
+            crs_total
+        };
+        let crs_rules: Vec<u32> = match &self.crs {
+            Some(c) if crs_score > 0 => crs
+                .iter()
+                .filter(|m| m.score > 0)
+                .filter(|m| mode == Mode::Shadow || !c.shadow.contains(&m.id))
+                .map(|m| m.id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let top_class = by_class.first().copied();
+        let rule = match (&self.crs, top_class) {
+            (Some(c), Some((_, s))) if crs_score > s => c.rule,
+            (Some(c), None) => c.rule,
+            (_, Some((first, _))) => *self.rules.get(first.index())?,
+            (None, None) => return None,
+        };
         Some(Detected {
             mode,
             classes: by_class.iter().map(|(c, _)| *c).collect(),
+            crs: crs_rules,
             score: if mode == Mode::Enforce {
                 enforced
             } else {
                 total
             },
-            rule: *self.rules.get(first.index())?,
+            rule,
         })
     }
 }

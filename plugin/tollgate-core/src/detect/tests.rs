@@ -7,6 +7,7 @@ fn detection() -> Detection {
         rules: [RuleId(0); 7],
         headers: vec!["referer".into()],
         engines: Engines::shared().unwrap(),
+        crs: None,
     }
 }
 
@@ -132,7 +133,7 @@ fn scanners_and_missing_user_agents() {
         f.list.iter().map(|f| f.rule).collect::<Vec<_>>(),
         ["scanner-no-user-agent"]
     );
-    assert_eq!(d.judge(5, &f), None, "a notice alone does not refuse");
+    assert_eq!(d.judge(5, &f, &[]), None, "a notice alone does not refuse");
 }
 
 #[test]
@@ -174,15 +175,15 @@ fn judging_by_mode_and_threshold() {
     f.add(Class::Sqli, "sqli-boolean", Severity::Error);
     // Both count twice only once per rule.
     f.add(Class::Xss, "xss-js-sink", Severity::Warning);
-    let got = d.judge(5, &f).unwrap();
+    let got = d.judge(5, &f, &[]).unwrap();
     assert_eq!((got.mode, got.score), (Mode::Enforce, 7));
     assert_eq!(got.classes, [Class::Sqli, Class::Xss]);
-    assert_eq!(d.judge(8, &f), None);
+    assert_eq!(d.judge(8, &f, &[]), None);
     d.modes[Class::Sqli as usize] = Some(Mode::Shadow);
-    let got = d.judge(5, &f).unwrap();
+    let got = d.judge(5, &f, &[]).unwrap();
     assert_eq!((got.mode, got.score), (Mode::Shadow, 7));
     d.modes[Class::Sqli as usize] = None;
-    assert_eq!(d.judge(5, &f), None, "an off class does not count");
+    assert_eq!(d.judge(5, &f, &[]), None, "an off class does not count");
 }
 
 #[test]
