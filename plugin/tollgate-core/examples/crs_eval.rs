@@ -27,7 +27,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let engine = match Engine::compile(&set, &Exclusions::default()) {
+    let mut engine = match Engine::compile(&set, &Exclusions::default()) {
         Ok(e) => e,
         Err(errors) => {
             for e in errors {
@@ -42,6 +42,14 @@ fn main() {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    engine.configure(paranoia, &tx);
+    let (filtered, unfiltered) = engine.prefilter_coverage();
+    eprintln!(
+        "crs_eval: {} rules ({} folded), patterns: {filtered} behind a prefilter, {unfiltered} on every value",
+        engine.rule_count(),
+        engine.folded()
+    );
+    let (mut spent, mut n) = (std::time::Duration::ZERO, 0u32);
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         let Ok(req) = serde_json::from_str::<serde_json::Value>(&line) else {
             println!("{{\"error\":\"not JSON\"}}");
@@ -69,7 +77,10 @@ fn main() {
             body: req["body"].as_str().map(str::as_bytes),
             remote_addr: "127.0.0.1".parse().ok(),
         };
-        let out = engine.evaluate(&input, paranoia, &tx);
+        let start = std::time::Instant::now();
+        let out = engine.evaluate(&input);
+        spent += start.elapsed();
+        n += 1;
         let rules: Vec<String> = out
             .matched
             .iter()
@@ -81,6 +92,12 @@ fn main() {
             req["id"],
             out.score(),
             rules.join(" ")
+        );
+    }
+    if n > 0 {
+        eprintln!(
+            "crs_eval: {n} requests, {:.1} us per request in the engine",
+            spent.as_secs_f64() * 1e6 / f64::from(n)
         );
     }
 }

@@ -93,7 +93,8 @@ fn agrees_with_modsecurity_on_a_generated_corpus() {
     );
     let (set, _) = crs::dir::import_dir(Path::new("/usr/share/modsecurity-crs"), 1)
         .expect("import the machine's CRS (cargo xtask setup installs modsecurity-crs)");
-    let engine = Engine::compile(&set, &Exclusions::default()).unwrap();
+    let mut engine = Engine::compile(&set, &Exclusions::default()).unwrap();
+    engine.configure(1, &[]);
     let known = known_differences();
 
     #[derive(Default)]
@@ -140,7 +141,7 @@ fn agrees_with_modsecurity_on_a_generated_corpus() {
             body,
             remote_addr: Some("127.0.0.1".parse().unwrap()),
         };
-        let out = engine.evaluate(&input, 1, &[]);
+        let out = engine.evaluate(&input);
         let ours: BTreeSet<u64> = out
             .matched
             .iter()

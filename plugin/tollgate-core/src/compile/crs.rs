@@ -151,7 +151,7 @@ impl Cx {
                 self.err(path, format!("rule {id} is not in the rule set"));
             }
         }
-        let engine = match Engine::compile(&set, &ex) {
+        let mut engine = match Engine::compile(&set, &ex) {
             Ok(e) => e,
             Err(errors) => {
                 for e in errors {
@@ -160,11 +160,10 @@ impl Cx {
                 return None;
             }
         };
+        engine.configure(paranoia, &tx);
         let rule = self.rule("detection.crs".into(), mode.unwrap_or(Mode::Shadow));
         Some(CrsRules {
             engine,
-            paranoia,
-            tx,
             mode,
             shadow,
             rule,

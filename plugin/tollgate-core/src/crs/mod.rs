@@ -16,9 +16,11 @@ pub mod dir;
 pub mod engine;
 pub mod import;
 pub mod pcre;
+pub mod prefilter;
 pub mod ruleset;
 pub mod seclang;
 pub mod transform;
+mod txn;
 
 pub use engine::{Engine, Exclusions, Input, Match, Outcome};
 pub use import::{import, ImportError, Source};

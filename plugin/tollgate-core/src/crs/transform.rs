@@ -243,6 +243,90 @@ pub fn apply_chain<'a>(chain: &[Transform], input: &'a [u8], scratch: &'a mut Sc
     result.as_slice()
 }
 
+/// Which values a transformation can change: those holding one of `bytes` (ASCII), a byte of
+/// 0x80 or more (`high`), an upper- or lower-case letter (`case`, for the case functions), or
+/// any value at all (`always`). A value that holds none passes unchanged, so its transformed
+/// form need not be computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Triggers {
+    /// ASCII bytes, one bit each.
+    pub bytes: u128,
+    /// Bytes of 0x80 and above.
+    pub high: bool,
+    /// Letters (the case functions).
+    pub case: bool,
+    /// Every value (length, encodings).
+    pub always: bool,
+}
+
+impl Triggers {
+    fn of(set: &[u8]) -> Triggers {
+        Triggers {
+            bytes: set.iter().fold(0u128, |m, b| m | (1u128 << (b & 0x7f))),
+            ..Triggers::default()
+        }
+    }
+
+    /// Both sets.
+    pub fn union(self, o: Triggers) -> Triggers {
+        Triggers {
+            bytes: self.bytes | o.bytes,
+            high: self.high || o.high,
+            case: self.case || o.case,
+            always: self.always || o.always,
+        }
+    }
+}
+
+const SPACE: &[u8] = b" \t\n\x0b\x0c\r";
+
+impl Transform {
+    /// The values this transformation can change (a superset is always safe).
+    pub fn triggers(self) -> Triggers {
+        use Transform::*;
+        let with_space = |extra: &[u8]| {
+            let mut v = SPACE.to_vec();
+            v.extend_from_slice(extra);
+            Triggers::of(&v)
+        };
+        match self {
+            Lowercase | Uppercase => Triggers {
+                case: true,
+                ..Triggers::default()
+            },
+            UrlDecode | UrlDecodeUni => Triggers::of(b"%+"),
+            HtmlEntityDecode => Triggers::of(b"&"),
+            JsDecode | CssDecode | EscapeSeqDecode => Triggers::of(b"\\"),
+            Utf8ToUnicode => Triggers {
+                high: true,
+                ..Triggers::default()
+            },
+            RemoveNulls | ReplaceNulls => Triggers::of(b"\0"),
+            CompressWhitespace | Trim | TrimLeft | TrimRight => with_space(b""),
+            RemoveWhitespace => Triggers {
+                high: true,
+                ..with_space(b"")
+            },
+            ReplaceComments => Triggers::of(b"/*"),
+            RemoveComments => Triggers::of(b"/*-#<"),
+            RemoveCommentsChar => Triggers::of(b"/*-#"),
+            NormalizePath => Triggers::of(b"/."),
+            NormalizePathWin => Triggers::of(b"/.\\"),
+            CmdLine => Triggers {
+                case: true,
+                ..with_space(b"\\\"'^,;/(")
+            },
+            SqlHexDecode => Triggers::of(b"0"),
+            Length | HexEncode | HexDecode | Base64Decode | Base64DecodeExt | Base64Encode => {
+                Triggers {
+                    always: true,
+                    ..Triggers::default()
+                }
+            }
+        }
+    }
+}
+
 /// Applies a chain of transformations in order, using two scratch buffers; returns the final
 /// value. `scratch` is reused across calls to avoid allocation.
 pub fn apply_all(chain: &[Transform], input: &[u8], scratch: &mut Scratch) -> Vec<u8> {

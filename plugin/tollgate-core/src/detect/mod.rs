@@ -187,12 +187,8 @@ pub struct Detection {
 /// `detection.crs`, compiled: the engine and how its findings count.
 #[derive(Debug)]
 pub struct CrsRules {
-    /// The compiled rule set.
+    /// The compiled rule set, configured with the policy's paranoia level and setup.
     pub engine: crate::crs::Engine,
-    /// The executing paranoia level.
-    pub paranoia: u8,
-    /// Setup variables the policy overrides.
-    pub tx: Vec<(String, String)>,
     /// Enforce, shadow, or `None` for off.
     pub mode: Option<Mode>,
     /// Rule ids whose scores count only in shadow.
@@ -217,10 +213,7 @@ impl CrsRules {
             body,
             remote_addr: client,
         };
-        let mut m = self
-            .engine
-            .evaluate(&input, self.paranoia, &self.tx)
-            .matched;
+        let mut m = self.engine.evaluate(&input).matched;
         m.retain(|x| x.score > 0 || x.logged);
         m
     }

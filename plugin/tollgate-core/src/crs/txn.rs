@@ -1,0 +1,1052 @@
+//! One request through the rule set: the variables it offers, the transaction variables its
+//! rules write, and the rules that match.
+//!
+//! The request's values are read once into a table (headers, cookies, arguments, the URI's
+//! forms; the body's collections join when phase 2 starts). A value's transformed form is
+//! computed once per transformation chain and kept for the request, and with it the
+//! prefilter's verdict: which patterns of that chain have a literal in it. A rule's regular
+//! expression runs only on values its prefilter flagged.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::body::{self, Multipart, Pair};
+use super::engine::{
+    CLink, COp, CRule, CSetVar, CTarget, Cmp, Coll, Engine, Macro, Match, Outcome, Part, Prefilter,
+    Sel, Step, COLLECTIONS,
+};
+use super::ruleset::{Ctl, SetOp};
+use super::transform::{self, Triggers};
+use super::Input;
+
+/// Runs both request phases.
+pub(super) fn evaluate(engine: &Engine, input: &Input<'_>) -> Outcome {
+    let mut t = Txn::new(engine, input);
+    t.run(engine, 1);
+    if !t.st.engine_off {
+        t.process_body();
+        t.run(engine, 2);
+    }
+    t.st.outcome
+}
+
+/// Whether a rule that reads only transaction variables matches on the engine's base values
+/// (its first failing link decides; nothing is recorded).
+pub(super) fn matches_on_base(engine: &Engine, rule: &CRule) -> bool {
+    let input = Input {
+        method: "",
+        uri: "",
+        protocol: "",
+        headers: &[],
+        body: None,
+        remote_addr: None,
+    };
+    let mut t = Txn::new(engine, &input);
+    rule.links.iter().all(|l| t.link(rule.id, l).0)
+}
+
+/// One value of the request: its member name (empty for a scalar) and bytes.
+struct Entry {
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// What a value becomes through one transformation chain, computed when first needed.
+#[derive(Default)]
+struct View {
+    /// The transformed bytes; `None` until computed, `Some(None)` when they equal the raw ones.
+    value: Option<Option<Vec<u8>>>,
+    /// The prefilter's verdict (link gids, one bit each); `None` until computed, `Some(None)`
+    /// when it equals the raw value's.
+    flags: Option<Option<Vec<u64>>>,
+}
+
+/// The request's values, by base collection. A value is named by `2 × entry + (1 if the
+/// entry's name is meant)`.
+struct Table {
+    entries: Vec<Entry>,
+    /// Per collection, the entries' index range.
+    ranges: [(u32, u32); COLLECTIONS],
+    /// Per value: which ASCII bytes it holds, whether it holds high bytes and letters.
+    masks: Vec<Option<Triggers>>,
+    /// Per value: the prefilter's verdict on the raw bytes.
+    raw_flags: Vec<Option<Vec<u64>>>,
+    /// Per value and chain: index into `views` + 1 (0: none yet).
+    view_of: Vec<u32>,
+    views: Vec<View>,
+    chains: usize,
+    scratch: transform::Scratch,
+}
+
+fn has_bit(bits: &[u64], gid: u32) -> bool {
+    bits.get((gid / 64) as usize)
+        .is_some_and(|w| (w >> (gid % 64)) & 1 == 1)
+}
+
+/// The bytes a value holds, in the shape of a chain's triggers.
+fn mask_of(v: &[u8]) -> Triggers {
+    let mut t = Triggers::default();
+    for b in v {
+        if *b >= 0x80 {
+            t.high = true;
+        } else {
+            t.bytes |= 1u128 << b;
+            t.case |= b.is_ascii_alphabetic();
+        }
+    }
+    t
+}
+
+impl Table {
+    fn push(&mut self, coll: Coll, items: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
+        let start = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        self.entries
+            .extend(items.into_iter().map(|(name, value)| Entry { name, value }));
+        let end = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        if let Some(r) = self.ranges.get_mut(coll as usize) {
+            *r = (start, end);
+        }
+        let values = self.entries.len() * 2;
+        self.masks.resize(values, None);
+        self.raw_flags.resize(values, None);
+        self.view_of.resize(values * self.chains, 0);
+    }
+
+    fn scalar(&mut self, coll: Coll, value: Vec<u8>) {
+        self.push(coll, [(Vec::new(), value)]);
+    }
+
+    fn range(&self, coll: Coll) -> std::ops::Range<u32> {
+        let (a, b) = self.ranges.get(coll as usize).copied().unwrap_or((0, 0));
+        a..b
+    }
+
+    fn raw(&self, v: u32) -> &[u8] {
+        match self.entries.get((v / 2) as usize) {
+            Some(e) if v % 2 == 1 => &e.name,
+            Some(e) => &e.value,
+            None => &[],
+        }
+    }
+
+    fn mask(&mut self, v: u32) -> Triggers {
+        if let Some(Some(m)) = self.masks.get(v as usize) {
+            return *m;
+        }
+        let m = mask_of(self.raw(v));
+        if let Some(slot) = self.masks.get_mut(v as usize) {
+            *slot = Some(m);
+        }
+        m
+    }
+
+    fn view(&mut self, v: u32, chain: usize) -> Option<usize> {
+        let slot = (v as usize).checked_mul(self.chains)?.checked_add(chain)?;
+        let at = *self.view_of.get(slot)?;
+        if at > 0 {
+            return Some(at as usize - 1);
+        }
+        self.views.push(View::default());
+        let i = self.views.len();
+        if let Some(s) = self.view_of.get_mut(slot) {
+            *s = u32::try_from(i).unwrap_or(0);
+        }
+        Some(i - 1)
+    }
+
+    /// Value `v` through chain `chain`.
+    fn value(&mut self, engine: &Engine, v: u32, chain: usize) -> &[u8] {
+        let Some(i) = self.view(v, chain) else {
+            return &[];
+        };
+        if self.views.get(i).is_some_and(|x| x.value.is_none()) {
+            let t = engine.triggers.get(chain).copied().unwrap_or_default();
+            let m = self.mask(v);
+            let untouched =
+                !t.always && !(t.high && m.high) && !(t.case && m.case) && t.bytes & m.bytes == 0;
+            let computed = if untouched {
+                None
+            } else {
+                let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
+                let raw = match self.entries.get((v / 2) as usize) {
+                    Some(e) if v % 2 == 1 => e.name.as_slice(),
+                    Some(e) => e.value.as_slice(),
+                    None => &[],
+                };
+                Some(transform::apply_chain(steps, raw, &mut self.scratch).to_vec())
+            };
+            if let Some(x) = self.views.get_mut(i) {
+                x.value = Some(computed);
+            }
+        }
+        match self.views.get(i).and_then(|x| x.value.as_ref()) {
+            Some(Some(own)) => own,
+            _ => self.raw(v),
+        }
+    }
+
+    /// Whether link `gid` (reading through `chain`) may match value `v`: one of its literals
+    /// occurs in the value's transformed form.
+    fn flagged(&mut self, engine: &Engine, v: u32, chain: usize, gid: u32) -> bool {
+        let Some(pf) = engine.prefilter.as_ref() else {
+            return true;
+        };
+        let Some(i) = self.view(v, chain) else {
+            return true;
+        };
+        if self.views.get(i).is_some_and(|x| x.flags.is_none()) {
+            // Case does not matter to the prefilter: only the other triggers make the
+            // transformed form differ for it.
+            let t = engine.triggers.get(chain).copied().unwrap_or_default();
+            let m = self.mask(v);
+            let same = !t.always && !(t.high && m.high) && t.bytes & m.bytes == 0;
+            let flags = if same {
+                None
+            } else {
+                self.value(engine, v, chain);
+                let value = self.views.get(i).and_then(|x| x.value.as_ref());
+                Some(match value {
+                    Some(Some(own)) => scan(pf, own, engine.link_count),
+                    _ => scan(pf, self.raw(v), engine.link_count),
+                })
+            };
+            if let Some(x) = self.views.get_mut(i) {
+                x.flags = Some(flags);
+            }
+        }
+        match self.views.get(i).and_then(|x| x.flags.as_ref()) {
+            Some(Some(bits)) => has_bit(bits, gid),
+            _ => {
+                if self.raw_flags.get(v as usize).is_some_and(Option::is_none) {
+                    let bits = scan(pf, self.raw(v), engine.link_count);
+                    if let Some(slot) = self.raw_flags.get_mut(v as usize) {
+                        *slot = Some(bits);
+                    }
+                }
+                self.raw_flags
+                    .get(v as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|bits| has_bit(bits, gid))
+            }
+        }
+    }
+}
+
+/// One pass of the prefilter automaton: the links one of whose literals occurs in `value`.
+fn scan(pf: &Prefilter, value: &[u8], links: u32) -> Vec<u64> {
+    let mut bits = vec![0u64; (links as usize).div_ceil(64)];
+    for m in pf.ac.find_overlapping_iter(value) {
+        if let Some(g) = pf.links.get(m.pattern().as_usize()) {
+            if let Some(w) = bits.get_mut((*g / 64) as usize) {
+                *w |= 1 << (g % 64);
+            }
+        }
+    }
+    bits
+}
+
+/// Transaction variables: the engine's base with this request's writes over it.
+struct Tx<'e> {
+    base: &'e HashMap<String, String>,
+    over: HashMap<String, Option<String>>,
+}
+
+impl Tx<'_> {
+    fn get(&self, k: &str) -> Option<&str> {
+        match self.over.get(k) {
+            Some(v) => v.as_deref(),
+            None => self.base.get(k).map(String::as_str),
+        }
+    }
+
+    fn set(&mut self, k: String, v: String) {
+        self.over.insert(k, Some(v));
+    }
+
+    fn remove(&mut self, k: String) {
+        self.over.insert(k, None);
+    }
+
+    /// Every variable, sorted by name.
+    fn all(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .base
+            .iter()
+            .filter(|(k, _)| !self.over.contains_key(*k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                self.over
+                    .iter()
+                    .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v))),
+            )
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// What rules write and read besides the request's values.
+struct State<'e, 'a> {
+    input: &'a Input<'a>,
+    headers: Vec<(String, &'a [u8])>,
+    tx: Tx<'e>,
+    processor: Option<String>,
+    matched_var: Vec<u8>,
+    matched_var_name: String,
+    matched_vars: Vec<(String, Vec<u8>)>,
+    removed: Vec<u32>,
+    removed_targets: Vec<(u32, String)>,
+    engine_off: bool,
+    outcome: Outcome,
+}
+
+/// A request in evaluation.
+struct Txn<'e, 'a> {
+    engine: &'e Engine,
+    table: Table,
+    st: State<'e, 'a>,
+    phase: u8,
+    /// Scratch lists reused by every link (no allocation per rule).
+    srcs: Vec<(Coll, Src<'e>)>,
+    buf: Vec<Src<'e>>,
+}
+
+/// Where a target's values come from.
+enum Src<'e> {
+    /// A value of the table (see [`Table`]).
+    Entry(u32),
+    /// One transaction variable, read when tested.
+    Tx(&'e str),
+    /// A value computed for this look-up (counts, MATCHED_*, a TX walk).
+    Own(String, Vec<u8>),
+}
+
+impl<'e, 'a> Txn<'e, 'a> {
+    fn new(engine: &'e Engine, input: &'a Input<'a>) -> Self {
+        let mut headers: Vec<(String, &[u8])> = Vec::with_capacity(input.headers.len());
+        let has_host = input.headers.iter().any(|(k, _)| k == "host");
+        for (k, v) in input.headers {
+            if k == ":authority" && !has_host {
+                headers.push(("host".into(), v.as_slice()));
+            } else if !k.starts_with(':') {
+                headers.push((k.to_ascii_lowercase(), v.as_slice()));
+            }
+        }
+        let uri = input.uri.split_once('#').map_or(input.uri, |(u, _)| u);
+        let (path, query) = match uri.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (uri, None),
+        };
+        let mut table = Table {
+            entries: Vec::with_capacity(32),
+            ranges: [(0, 0); COLLECTIONS],
+            masks: Vec::new(),
+            raw_flags: Vec::new(),
+            view_of: Vec::new(),
+            views: Vec::with_capacity(64),
+            chains: engine.chains.len(),
+            scratch: transform::Scratch::default(),
+        };
+        let mut args = Vec::new();
+        if let Some(q) = query {
+            body::urlencoded(q.as_bytes(), &mut args);
+        }
+        table.push(Coll::ArgsGet, args.into_iter().map(|p| (p.name, p.value)));
+        let mut cookies = Vec::new();
+        for (k, v) in &headers {
+            if k == "cookie" {
+                body::cookies(v, &mut cookies);
+            }
+        }
+        table.push(
+            Coll::Cookies,
+            cookies.into_iter().map(|p| (p.name, p.value)),
+        );
+        table.push(
+            Coll::Headers,
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec())),
+        );
+        // The URI and file name are percent-decoded (not `+`); the raw forms are not.
+        table.scalar(Coll::Uri, percent_decode(uri.as_bytes()));
+        table.scalar(Coll::UriRaw, input.uri.as_bytes().to_vec());
+        let file = percent_decode(path.as_bytes());
+        let base = file
+            .rsplit(|c| *c == b'/' || *c == b'\\')
+            .next()
+            .unwrap_or(&file)
+            .to_vec();
+        table.scalar(Coll::Filename, file);
+        table.scalar(Coll::Basename, base);
+        table.scalar(
+            Coll::Line,
+            format!("{} {} {}", input.method, input.uri, input.protocol).into_bytes(),
+        );
+        table.scalar(Coll::Method, input.method.as_bytes().to_vec());
+        table.scalar(Coll::Protocol, input.protocol.as_bytes().to_vec());
+        if let Some(q) = query {
+            table.scalar(Coll::QueryString, q.as_bytes().to_vec());
+        }
+        if let Some(ip) = input.remote_addr {
+            table.scalar(Coll::RemoteAddr, ip.to_string().into_bytes());
+        }
+        // The body processor ModSecurity's recommended configuration picks by Content-Type.
+        let processor = headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .and_then(|(_, v)| processor_for(v));
+        Txn {
+            engine,
+            table,
+            st: State {
+                input,
+                headers,
+                tx: Tx {
+                    base: &engine.base,
+                    over: HashMap::new(),
+                },
+                processor,
+                matched_var: Vec::new(),
+                matched_var_name: String::new(),
+                matched_vars: Vec::new(),
+                removed: Vec::new(),
+                removed_targets: Vec::new(),
+                engine_off: false,
+                outcome: Outcome::default(),
+            },
+            phase: 1,
+            srcs: Vec::with_capacity(64),
+            buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// Phase 2 starts: the body's collections join the table.
+    fn process_body(&mut self) {
+        self.phase = 2;
+        let Some(b) = self.st.input.body else {
+            return;
+        };
+        let t = &mut self.table;
+        let pairs = |v: Vec<Pair>| v.into_iter().map(|p| (p.name, p.value));
+        // REQUEST_BODY holds the raw body whatever the processor.
+        t.scalar(Coll::Body, b.to_vec());
+        t.scalar(Coll::BodyLength, b.len().to_string().into_bytes());
+        let mut error: Option<&'static str> = None;
+        let mut post = Vec::new();
+        let mut json = Vec::new();
+        let mut multipart: Option<Multipart> = None;
+        match self.st.processor.as_deref() {
+            Some("URLENCODED") => body::urlencoded(b, &mut post),
+            Some("JSON") => {
+                if let Err(e) = body::json(b, &mut json) {
+                    error = Some(e);
+                }
+            }
+            Some("MULTIPART") => {
+                let ct = self.st.header("content-type").unwrap_or(&[]);
+                let m = body::multipart(ct, b);
+                error = m.error;
+                post.extend(m.args.iter().cloned());
+                multipart = Some(m);
+            }
+            Some("XML") => {
+                // After an error XML:/* still holds the text read before it, as libxml2
+                // leaves it.
+                let p = body::xml_parse(b);
+                error = p.error;
+                t.scalar(Coll::Xml, p.text);
+            }
+            _ => {}
+        }
+        let combined: usize = t
+            .range(Coll::ArgsGet)
+            .filter_map(|i| t.entries.get(i as usize))
+            .map(|e| e.name.len() + e.value.len())
+            .chain(
+                post.iter()
+                    .chain(json.iter())
+                    .map(|p| p.name.len() + p.value.len()),
+            )
+            .sum();
+        t.scalar(Coll::ArgsCombinedSize, combined.to_string().into_bytes());
+        t.push(Coll::ArgsPost, pairs(post));
+        t.push(Coll::ArgsJson, pairs(json));
+        if let Some(m) = multipart {
+            let flag = |b: bool| if b { b"1".to_vec() } else { b"0".to_vec() };
+            t.scalar(Coll::MultipartStrict, flag(m.strict_error));
+            t.scalar(Coll::MultipartUnmatched, flag(m.unmatched_boundary));
+            t.scalar(Coll::FilesCombinedSize, b"0".to_vec());
+            t.push(Coll::Files, pairs(m.files));
+            t.push(Coll::PartHeaders, pairs(m.part_headers));
+        }
+        if self.st.processor.as_deref() != Some("URLENCODED") {
+            t.scalar(
+                Coll::ReqbodyError,
+                if error.is_some() {
+                    b"1".to_vec()
+                } else {
+                    b"0".to_vec()
+                },
+            );
+        }
+        if let Some(e) = error {
+            t.scalar(Coll::ReqbodyErrorMsg, e.as_bytes().to_vec());
+        }
+    }
+
+    fn run(&mut self, engine: &'e Engine, phase: u8) {
+        let steps = if phase == 1 {
+            &engine.phase1
+        } else {
+            &engine.phase2
+        };
+        let mut skip_to: Option<usize> = None;
+        for step in steps {
+            if self.st.engine_off {
+                return;
+            }
+            match *step {
+                Step::Marker(m) => {
+                    if skip_to == Some(m) {
+                        skip_to = None;
+                    }
+                }
+                Step::Rule(_) if skip_to.is_some() => {}
+                Step::Rule(i) => {
+                    let Some(rule) = engine.rules.get(i) else {
+                        continue;
+                    };
+                    if rule.never || self.st.removed.contains(&rule.id) {
+                        continue;
+                    }
+
+                    if self.rule(rule) {
+                        if let Some(m) = rule.skip_after {
+                            skip_to = Some(m);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates a rule and its chain; records it when the whole chain matched.
+    fn rule(&mut self, rule: &'e CRule) -> bool {
+        // Matched variables are cleared after every rule.
+        self.st.matched_vars.clear();
+        self.st.matched_var.clear();
+        self.st.matched_var_name.clear();
+        let mut score = 0;
+        for link in &rule.links {
+            let (matched, s) = self.link(rule.id, link);
+            score += s;
+            if !matched {
+                return false;
+            }
+        }
+        for link in &rule.links {
+            for c in &link.ctl {
+                match c {
+                    // REQUEST_BODY is always filled here.
+                    Ctl::ForceRequestBodyVariable => {}
+                    Ctl::RequestBodyProcessor(p) => self.st.processor = Some(p.clone()),
+                    Ctl::RuleEngineOff => self.st.engine_off = true,
+                    Ctl::RuleRemoveById(id) => self.st.removed.push(*id),
+                    Ctl::RuleRemoveTargetById(id, t) => {
+                        self.st.removed_targets.push((*id, t.clone()))
+                    }
+                }
+            }
+        }
+        self.st.outcome.matched.push(Match {
+            id: rule.id,
+            score,
+            logged: rule.log,
+        });
+        true
+    }
+
+    /// The values a target yields, as sources.
+    fn sources(&self, t: &'e CTarget, out: &mut Vec<Src<'e>>) {
+        let start = out.len();
+        let table = &self.table;
+        let entries = |out: &mut Vec<Src>, coll: Coll, names: bool| {
+            for i in table.range(coll) {
+                let Some(e) = table.entries.get(i as usize) else {
+                    continue;
+                };
+                if selected(&t.sel, &e.name) {
+                    out.push(Src::Entry(i * 2 + u32::from(names)));
+                }
+            }
+        };
+        let label = t.coll.label();
+        let own = |out: &mut Vec<Src>, v: &[u8]| out.push(Src::Own(label.to_string(), v.to_vec()));
+        match t.coll {
+            Coll::Args | Coll::ArgsNames => {
+                let names = t.coll == Coll::ArgsNames;
+                for c in [Coll::ArgsGet, Coll::ArgsPost, Coll::ArgsJson] {
+                    entries(out, c, names);
+                }
+            }
+            Coll::ArgsGet | Coll::ArgsPost => entries(out, t.coll, false),
+            Coll::ArgsGetNames => entries(out, Coll::ArgsGet, true),
+            Coll::ArgsPostNames => entries(out, Coll::ArgsPost, true),
+            Coll::Cookies => entries(out, Coll::Cookies, false),
+            Coll::CookiesNames => entries(out, Coll::Cookies, true),
+            Coll::Headers => entries(out, Coll::Headers, false),
+            Coll::HeadersNames => entries(out, Coll::Headers, true),
+            Coll::Files => entries(out, Coll::Files, false),
+            Coll::FilesNames => entries(out, Coll::Files, true),
+            Coll::PartHeaders => entries(out, Coll::PartHeaders, false),
+            Coll::ReqbodyProcessor => {
+                if let Some(p) = &self.st.processor {
+                    own(out, p.as_bytes());
+                }
+            }
+            Coll::Tx => match &t.sel {
+                // One variable (names are lower case): a look-up, not a walk.
+                Sel::Name(n) => {
+                    if self.st.tx.get(n).is_some() {
+                        out.push(Src::Tx(n));
+                    }
+                }
+                sel => {
+                    for (k, v) in self.st.tx.all() {
+                        if selected(sel, k.as_bytes()) {
+                            out.push(Src::Own(format!("TX:{k}"), v.as_bytes().to_vec()));
+                        }
+                    }
+                }
+            },
+            Coll::MatchedVar => own(out, &self.st.matched_var),
+            Coll::MatchedVarName => own(out, self.st.matched_var_name.as_bytes()),
+            Coll::MatchedVars | Coll::MatchedVarsNames => {
+                for (n, v) in &self.st.matched_vars {
+                    let value = if t.coll == Coll::MatchedVars {
+                        v.clone()
+                    } else {
+                        n.as_bytes().to_vec()
+                    };
+                    out.push(Src::Own(format!("MATCHED_VARS:{n}"), value));
+                }
+            }
+            // Scalars: the entry itself, whatever the selector (`XML:/*` names an XPath: the
+            // whole text).
+            c => out.extend(table.range(c).map(|i| Src::Entry(i * 2))),
+        }
+        if t.count {
+            let n = out.len() - start;
+            out.truncate(start);
+            out.push(Src::Own(format!("&{label}"), n.to_string().into_bytes()));
+        }
+    }
+
+    /// The name a matched value reads as (`ARGS:q`).
+    fn name_of(&self, target: Coll, src: &Src<'_>) -> String {
+        match src {
+            Src::Own(n, _) => n.clone(),
+            Src::Tx(k) => format!("TX:{k}"),
+            Src::Entry(v) => {
+                let label = target.label();
+                match self.table.entries.get((*v / 2) as usize) {
+                    Some(e) if !e.name.is_empty() => {
+                        format!("{label}:{}", String::from_utf8_lossy(&e.name))
+                    }
+                    _ => label.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Evaluates one link; returns whether any value matched and the score its setvars added.
+    fn link(&mut self, id: u32, link: &'e CLink) -> (bool, u32) {
+        let mut srcs = std::mem::take(&mut self.srcs);
+        let mut buf = std::mem::take(&mut self.buf);
+        srcs.clear();
+        for t in &link.targets {
+            buf.clear();
+            self.sources(t, &mut buf);
+            for s in buf.drain(..) {
+                // Exclusions (`!REQUEST_COOKIES:/__utm/`) drop members of their collection.
+                let dropped = match &s {
+                    Src::Entry(v) if !link.excludes.is_empty() => {
+                        let name = self
+                            .table
+                            .entries
+                            .get((*v / 2) as usize)
+                            .map_or(&[][..], |e| e.name.as_slice());
+                        link.excludes
+                            .iter()
+                            .any(|x| x.coll == t.coll && selected(&x.sel, name))
+                    }
+                    _ => false,
+                };
+                if !dropped {
+                    srcs.push((t.coll, s));
+                }
+            }
+        }
+        if !self.st.removed_targets.is_empty() {
+            let gone: Vec<String> = self
+                .st
+                .removed_targets
+                .iter()
+                .filter(|(r, _)| *r == id)
+                .map(|(_, t)| t.to_ascii_lowercase())
+                .collect();
+            if !gone.is_empty() {
+                srcs.retain(|(c, s)| !gone.contains(&self.name_of(*c, s).to_ascii_lowercase()));
+            }
+        }
+        if link.targets.is_empty() {
+            // A SecAction: one empty value, always.
+            srcs.push((Coll::Tx, Src::Own(String::new(), Vec::new())));
+        }
+        let mut any = false;
+        let mut score = 0;
+        for (coll, src) in srcs.drain(..) {
+            let hits = self.test_source(link, &src);
+            if hits.is_empty() {
+                continue;
+            }
+            let name = self.name_of(coll, &src);
+            for (captures, value) in hits {
+                any = true;
+                if link.capture {
+                    for (i, c) in captures.into_iter().enumerate() {
+                        self.st
+                            .tx
+                            .set(i.to_string(), String::from_utf8_lossy(&c).into_owned());
+                    }
+                }
+                self.st.matched_var = value;
+                self.st.matched_var_name = name.clone();
+                self.st
+                    .matched_vars
+                    .push((name.clone(), self.st.matched_var.clone()));
+                for sv in &link.setvars {
+                    score += self.st.setvar(sv);
+                }
+            }
+        }
+        self.srcs = srcs;
+        self.buf = buf;
+        (any, score)
+    }
+
+    /// The operator over one source: every success (once, or per changed step with
+    /// `multiMatch`), with its captures and the value it matched.
+    #[allow(clippy::type_complexity)]
+    fn test_source(&mut self, link: &CLink, src: &Src<'_>) -> Vec<(Vec<Vec<u8>>, Vec<u8>)> {
+        let mut hits = Vec::new();
+        if let (Src::Tx(k), false, true) = (src, link.multi_match, link.transforms.is_empty()) {
+            let value = self.st.tx.get(k).unwrap_or("").as_bytes();
+            if let Some(c) = self.st.test(link, value) {
+                hits.push((c, value.to_vec()));
+            }
+            return hits;
+        }
+        if let (Src::Entry(v), false) = (src, link.multi_match) {
+            if link.filtered && !self.table.flagged(self.engine, *v, link.chain, link.gid) {
+                return hits;
+            }
+            let value = self.table.value(self.engine, *v, link.chain);
+            if let Some(c) = self.st.test(link, value) {
+                hits.push((c, value.to_vec()));
+            }
+            return hits;
+        }
+        let value: Vec<u8> = match src {
+            Src::Own(_, v) => v.clone(),
+            Src::Tx(k) => self.st.tx.get(k).unwrap_or("").as_bytes().to_vec(),
+            Src::Entry(v) => self.table.raw(*v).to_vec(),
+        };
+        if link.multi_match {
+            let mut cur = value;
+            if let Some(c) = self.st.test(link, &cur) {
+                hits.push((c, cur.clone()));
+            }
+            for t in &link.transforms {
+                let mut next = Vec::new();
+                if t.apply(&cur, &mut next) {
+                    cur = next;
+                    if let Some(c) = self.st.test(link, &cur) {
+                        hits.push((c, cur.clone()));
+                    }
+                }
+            }
+        } else {
+            let v = transform::apply_all(&link.transforms, &value, &mut self.table.scratch);
+            if let Some(c) = self.st.test(link, &v) {
+                hits.push((c, v));
+            }
+        }
+        hits
+    }
+}
+
+impl State<'_, '_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The operator over one value: `Some(captures)` on a match (after negation).
+    fn test(&self, link: &CLink, v: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let (hit, caps) = self.op(&link.op, v, link.capture);
+        if hit != link.negated {
+            Some(caps)
+        } else {
+            None
+        }
+    }
+
+    fn op(&self, op: &COp, v: &[u8], capture: bool) -> (bool, Vec<Vec<u8>>) {
+        let plain = |b: bool| (b, Vec::new());
+        match op {
+            COp::Rx(re) => {
+                if capture {
+                    match re.captures(v) {
+                        Some(c) => (
+                            true,
+                            c.iter()
+                                .take(10)
+                                .map(|m| m.map(|m| m.as_bytes().to_vec()).unwrap_or_default())
+                                .collect(),
+                        ),
+                        None => plain(false),
+                    }
+                } else {
+                    plain(re.is_match(v))
+                }
+            }
+            COp::Pm(ac) => match ac.find(v) {
+                Some(m) => (true, vec![v.get(m.range()).unwrap_or(&[]).to_vec()]),
+                None => plain(false),
+            },
+            // A single word of letters, digits, `_`, `.` and `-` is one token: never an
+            // injection to libinjection, so it is not tokenised at all.
+            COp::Sqli | COp::Xss if plain_word(v) => plain(false),
+            COp::Sqli => {
+                let r = libinjectionrs::detect_sqli(v);
+                if r.is_injection() {
+                    let fp = r.fingerprint.map(|f| f.to_string()).unwrap_or_default();
+                    (true, vec![fp.into_bytes()])
+                } else {
+                    plain(false)
+                }
+            }
+            COp::Xss => {
+                if libinjectionrs::detect_xss(v).is_injection() {
+                    (true, vec![v.to_vec()])
+                } else {
+                    plain(false)
+                }
+            }
+            COp::ByteRange(set) => plain(v.iter().any(|b| {
+                set.get(usize::from(b / 64))
+                    .is_some_and(|w| (w >> (b % 64)) & 1 == 0)
+            })),
+            COp::UrlEncoding => plain(bad_url_encoding(v)),
+            COp::Utf8 => plain(std::str::from_utf8(v).is_err()),
+            COp::Within(m) => {
+                let hay = self.expand(m);
+                plain(v.is_empty() || memchr::memmem::find(hay.as_bytes(), v).is_some())
+            }
+            COp::Num(cmp, m) => {
+                let a = atoi(v);
+                let b = atoi(self.expand(m).as_bytes());
+                plain(match cmp {
+                    Cmp::Eq => a == b,
+                    Cmp::Ge => a >= b,
+                    Cmp::Gt => a > b,
+                    Cmp::Lt => a < b,
+                    Cmp::Le => a <= b,
+                })
+            }
+            COp::Streq(m) => plain(self.expand(m).as_bytes() == v),
+            COp::BeginsWith(m) => plain(v.starts_with(self.expand(m).as_bytes())),
+            COp::EndsWith(m) => plain(v.ends_with(self.expand(m).as_bytes())),
+            COp::Contains(m) => {
+                let needle = self.expand(m);
+                plain(memchr::memmem::find(v, needle.as_bytes()).is_some())
+            }
+            COp::ContainsWord(m) => plain(contains_word(v, self.expand(m).as_bytes())),
+            COp::Ip(list) => {
+                let ip = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<IpAddr>().ok());
+                plain(ip.is_some_and(|ip| list.iter().any(|c| c.contains(ip))))
+            }
+            COp::Always => plain(true),
+            COp::Never => plain(false),
+        }
+    }
+
+    fn expand<'m>(&self, m: &'m Macro) -> std::borrow::Cow<'m, str> {
+        if let Some(c) = m.constant() {
+            return std::borrow::Cow::Borrowed(c);
+        }
+        let mut out = String::new();
+        for p in &m.0 {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Tx(k) => {
+                    if let Some(v) = self.tx.get(k) {
+                        out.push_str(v);
+                    }
+                }
+                Part::MatchedVar => out.push_str(&String::from_utf8_lossy(&self.matched_var)),
+                Part::MatchedVarName => out.push_str(&self.matched_var_name),
+                Part::RuleId => {}
+                Part::RemoteAddr => {
+                    if let Some(ip) = self.input.remote_addr {
+                        out.push_str(&ip.to_string());
+                    }
+                }
+                Part::Header(h) => {
+                    if let Some(v) = self.header(h) {
+                        out.push_str(&String::from_utf8_lossy(v));
+                    }
+                }
+                Part::Empty => {}
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// Runs one setvar; returns what it added to the inbound anomaly score.
+    fn setvar(&mut self, sv: &CSetVar) -> u32 {
+        let name = self.expand(&sv.name).to_ascii_lowercase();
+        match sv.op {
+            SetOp::Set => {
+                let value = self.expand(&sv.value).into_owned();
+                self.tx.set(name, value);
+                0
+            }
+            SetOp::Delete => {
+                self.tx.remove(name);
+                0
+            }
+            SetOp::Add | SetOp::Sub => {
+                let d = atoi(self.expand(&sv.value).as_bytes());
+                let cur = self.tx.get(&name).map_or(0, |v| atoi(v.as_bytes()));
+                let new = if sv.op == SetOp::Add {
+                    cur.saturating_add(d)
+                } else {
+                    cur.saturating_sub(d)
+                };
+                self.tx.set(name, new.to_string());
+                if sv.scores && sv.op == SetOp::Add {
+                    u32::try_from(d.max(0)).unwrap_or(0)
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
+fn plain_word(v: &[u8]) -> bool {
+    v.iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn selected(sel: &Sel, name: &[u8]) -> bool {
+    match sel {
+        Sel::All => true,
+        Sel::Name(n) => n.as_bytes().eq_ignore_ascii_case(name),
+        Sel::Regex(re) => re.is_match(name),
+    }
+}
+
+fn processor_for(content_type: &[u8]) -> Option<String> {
+    let ct = String::from_utf8_lossy(content_type).to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media == "application/x-www-form-urlencoded" {
+        Some("URLENCODED".into())
+    } else if media.starts_with("multipart/form-data") {
+        Some("MULTIPART".into())
+    } else if ct.starts_with("application/json") {
+        Some("JSON".into())
+    } else if ct.starts_with("application/xml")
+        || ct.starts_with("text/xml")
+        || ct.starts_with("application/soap+xml")
+    {
+        Some("XML".into())
+    } else {
+        None
+    }
+}
+
+/// `%XX` decoded, everything else (`+`, broken escapes) as it is.
+fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while let Some(&c) = v.get(i) {
+        if c == b'%' {
+            if let (Some(a), Some(b)) = (
+                v.get(i + 1).and_then(|x| hex(*x)),
+                v.get(i + 2).and_then(|x| hex(*x)),
+            ) {
+                out.push((a * 16 + b) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// C's `atoi`: optional sign, leading digits, 0 otherwise.
+fn atoi(v: &[u8]) -> i64 {
+    let s = v.trim_ascii_start();
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', r)) => (true, r),
+        Some((b'+', r)) => (false, r),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for d in digits.iter().take_while(|d| d.is_ascii_digit()) {
+        n = n.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+    }
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+fn bad_url_encoding(v: &[u8]) -> bool {
+    let mut it = v.iter();
+    while let Some(c) = it.next() {
+        if *c == b'%' {
+            let a = it.next();
+            let b = it.next();
+            match (a, b) {
+                (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {}
+                _ => return true,
+            }
+        }
+    }
+    false
+}
+
+fn contains_word(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let word = |b: Option<&u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    memchr::memmem::find_iter(hay, needle).any(|p| {
+        let before = p.checked_sub(1).and_then(|i| hay.get(i));
+        let after = hay.get(p + needle.len());
+        !word(before) && !word(after)
+    })
+}
