@@ -543,9 +543,8 @@ fn malformed_rules_name_file_and_line() {
             text: other,
         },
     ];
-    let errors = crs::import(None, &files, &data_file, 1)
-        .err()
-        .expect("two files full of mistakes imported");
+    let errors =
+        crs::import(None, &files, &data_file, 1).expect_err("two files full of mistakes imported");
     let got = located(&errors);
     let want: &[(&str, u32, &str)] = &[
         ("bad.conf", 4, "unterminated"),

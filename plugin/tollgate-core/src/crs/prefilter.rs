@@ -12,6 +12,7 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 const MAX_SET: usize = 256;
 
 /// The literals one of which every match of `pattern` (already translated) contains.
+#[allow(clippy::result_large_err)]
 pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let parse = |unicode: bool| {
         regex_syntax::ParserBuilder::new()
@@ -62,7 +63,7 @@ fn one_letter(it: &mut dyn Iterator<Item = u8>) -> Option<u8> {
         (Some(second), None)
             if first < 0x80
                 && first.is_ascii_alphabetic()
-                && first.to_ascii_lowercase() == second.to_ascii_lowercase() =>
+                && first.eq_ignore_ascii_case(&second) =>
         {
             Some(first.to_ascii_lowercase())
         }

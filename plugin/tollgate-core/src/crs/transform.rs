@@ -267,6 +267,15 @@ impl Triggers {
         }
     }
 
+    /// Whether a value holding `held` may change (`case`: letters count, as for the value
+    /// itself; without, only what changes more than case).
+    pub fn touch(self, held: Triggers, case: bool) -> bool {
+        self.always
+            || self.bytes & held.bytes != 0
+            || (self.high && held.high)
+            || (case && self.case && held.case)
+    }
+
     /// Both sets.
     pub fn union(self, o: Triggers) -> Triggers {
         Triggers {

@@ -162,8 +162,7 @@ impl Table {
         if self.views.get(i).is_some_and(|x| x.value.is_none()) {
             let t = engine.triggers.get(chain).copied().unwrap_or_default();
             let m = self.mask(v);
-            let untouched =
-                !t.always && !(t.high && m.high) && !(t.case && m.case) && t.bytes & m.bytes == 0;
+            let untouched = !t.touch(m, true);
             let computed = if untouched {
                 None
             } else {
@@ -199,7 +198,7 @@ impl Table {
             // transformed form differ for it.
             let t = engine.triggers.get(chain).copied().unwrap_or_default();
             let m = self.mask(v);
-            let same = !t.always && !(t.high && m.high) && t.bytes & m.bytes == 0;
+            let same = !t.touch(m, false);
             let flags = if same {
                 None
             } else {
