@@ -51,6 +51,15 @@ fn without_validation(name: &str) -> Policy {
     compile(&doc)
 }
 
+/// The same policy without its Core Rule Set (`detection.crs`).
+fn without_crs(name: &str) -> Policy {
+    let mut doc = document(name);
+    if let Some(d) = doc.get_mut("detection").and_then(|d| d.as_object_mut()) {
+        d.remove("crs");
+    }
+    compile(&doc)
+}
+
 /// A request as header pairs, as `Request::from_headers` takes them.
 type Headers = Vec<(String, Vec<u8>)>;
 
@@ -166,9 +175,9 @@ fn bench(c: &mut Criterion) {
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
-fn detection(c: &mut Criterion) {
-    // Requests as browsers and partner systems send them: a long User-Agent, a Referer, cookies.
-    let cases = [
+/// Requests as browsers and partner systems send them: a long User-Agent, a Referer, cookies.
+fn browser_cases() -> [(&'static str, &'static str, Headers); 2] {
+    [
         (
             "retail",
             "configurator query (browser)",
@@ -202,22 +211,59 @@ fn detection(c: &mut Criterion) {
                 ("user-agent", "DealerDMS/3.4 (+https://dms.example.net)"),
             ]),
         ),
-    ];
+    ]
+}
+
+/// The retail booking: its headers and a body with free text.
+fn booking() -> (Headers, &'static [u8]) {
+    (
+        headers(&[
+            (":method", "POST"),
+            (":path", "/v1/test-drives"),
+            (":authority", "shop.example.com"),
+            ("x-forwarded-for", "192.0.2.10"),
+            ("user-agent", CHROME),
+            ("content-type", "application/json"),
+            ("authorization", "Bearer t"),
+        ]),
+        br#"{"dealer_id":"D-1001","model":"e-sport","slot":"2026-12-03T09:30:00+01:00","name":"Siobhan O'Brien","phone":"+353 1 555 0100","comment":"Please have the sunroof version ready; I'm 1.95 m tall -- and my dog comes too (he's calm)."}"#,
+    )
+}
+
+/// The Core Rule Set at paranoia level 1 in the shipped policies: the browser GET and the
+/// booking POST with and without `detection.crs`, side by side.
+fn crs(c: &mut Criterion) {
+    let cases = browser_cases();
+    let mut g = c.benchmark_group("crs");
+    with_and_without(&mut g, &cases, "the Core Rule Set", without_crs);
+    let (booking, body) = booking();
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    for (label, p) in [
+        ("with the Core Rule Set", policy("retail")),
+        ("without the Core Rule Set", without_crs("retail")),
+    ] {
+        let route = p.route_names().position(|n| n == "test-drive-book");
+        g.bench_function(format!("retail booking POST: head + body, {label}"), |b| {
+            b.iter(|| {
+                let req = Request::from_headers(&booking, None).with_body(true);
+                let mut v = p.decide(black_box(&req));
+                v.route = route;
+                p.detect_body(&mut v, &req, black_box(body), Some(&parsed));
+                v
+            })
+        });
+    }
+    g.finish();
+}
+
+fn detection(c: &mut Criterion) {
+    let cases = browser_cases();
     let mut g = c.benchmark_group("detection");
     with_and_without(&mut g, &cases, "detection", without_detection);
 
     // A booking body with free text: the body's strings through every detector.
     let retail = policy("retail");
-    let booking = headers(&[
-        (":method", "POST"),
-        (":path", "/v1/test-drives"),
-        (":authority", "shop.example.com"),
-        ("x-forwarded-for", "192.0.2.10"),
-        ("user-agent", CHROME),
-        ("content-type", "application/json"),
-        ("authorization", "Bearer t"),
-    ]);
-    let body = br#"{"dealer_id":"D-1001","model":"e-sport","slot":"2026-12-03T09:30:00+01:00","name":"Siobhan O'Brien","phone":"+353 1 555 0100","comment":"Please have the sunroof version ready; I'm 1.95 m tall -- and my dog comes too (he's calm)."}"#;
+    let (booking, body) = booking();
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     g.bench_function("retail booking body (5 strings): detect_body", |b| {
         b.iter(|| {
@@ -355,5 +401,5 @@ fn verdicts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, detection, verdicts);
+criterion_group!(benches, bench, detection, crs, verdicts);
 criterion_main!(benches);

@@ -1,16 +1,15 @@
 //! Runs corpus lines (`oracle/corpus.py`'s JSON lines, on stdin) through the CRS engine and
 //! prints, per line, the id, the anomaly score and the rules that matched: the engine's side of
-//! `oracle/modsec.py`, for looking at one disagreement.
+//! `oracle/modsec.py`, for looking at one disagreement. On stderr: the rule count and the mean
+//! time per request spent in the engine.
 //!
-//! `cargo run -p tollgate-core --example crs_eval -- [CRS_DIR] [PARANOIA] < corpus.jsonl`
-
-// A tool for looking at one request: indexing a JSON value that lacks a field gives null.
-#![allow(clippy::indexing_slicing)]
+//! `cargo run --release -p tollgate-core --example crs_eval -- [CRS_DIR] [PARANOIA] < corpus.jsonl`
+//! (`TOLLGATE_CRS_SET=name=value,...` overrides setup variables, as `detection.crs.setup` does).
 
 use std::io::BufRead;
 use std::path::Path;
 
-use tollgate_core::crs::{self, Engine, Exclusions, Input};
+use tollgate_core::crs::{self, dir::CorpusRequest, Engine, Exclusions};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,34 +48,14 @@ fn main() {
         engine.rule_count(),
         engine.folded()
     );
+    let remote = "127.0.0.1".parse().ok();
     let (mut spent, mut n) = (std::time::Duration::ZERO, 0u32);
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-        let Ok(req) = serde_json::from_str::<serde_json::Value>(&line) else {
-            println!("{{\"error\":\"not JSON\"}}");
+        let Some(req) = CorpusRequest::parse(&line) else {
+            println!("{{\"error\":\"not a corpus line\"}}");
             continue;
         };
-        let headers: Vec<(String, Vec<u8>)> = req["headers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|h| {
-                        (
-                            h[0].as_str().unwrap_or("").to_ascii_lowercase(),
-                            h[1].as_str().unwrap_or("").as_bytes().to_vec(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let protocol = format!("HTTP/{}", req["version"].as_str().unwrap_or("1.1"));
-        let input = Input {
-            method: req["method"].as_str().unwrap_or("GET"),
-            uri: req["uri"].as_str().unwrap_or("/"),
-            protocol: &protocol,
-            headers: &headers,
-            body: req["body"].as_str().map(str::as_bytes),
-            remote_addr: "127.0.0.1".parse().ok(),
-        };
+        let input = req.input(remote);
         let start = std::time::Instant::now();
         let out = engine.evaluate(&input);
         spent += start.elapsed();
@@ -89,7 +68,7 @@ fn main() {
             .collect();
         println!(
             "{{\"id\":{},\"score\":{},\"rules\":\"{}\"}}",
-            req["id"],
+            req.id,
             out.score(),
             rules.join(" ")
         );

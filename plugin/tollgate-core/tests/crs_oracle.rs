@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use tollgate_core::crs::{self, Engine, Exclusions, Input};
+use tollgate_core::crs::{self, dir::CorpusRequest, Engine, Exclusions};
 
 /// CRS's default inbound threshold, which the oracle runs with.
 const THRESHOLD: u32 = 5;
@@ -120,27 +120,8 @@ fn agrees_with_modsecurity_on_a_generated_corpus() {
             errors += 1;
             continue;
         }
-        let headers: Vec<(String, Vec<u8>)> = req["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h[0].as_str().unwrap().to_ascii_lowercase(),
-                    h[1].as_str().unwrap().as_bytes().to_vec(),
-                )
-            })
-            .collect();
-        let body = req["body"].as_str().map(str::as_bytes);
-        let protocol = format!("HTTP/{}", req["version"].as_str().unwrap_or("1.1"));
-        let input = Input {
-            method: req["method"].as_str().unwrap(),
-            uri: req["uri"].as_str().unwrap(),
-            protocol: &protocol,
-            headers: &headers,
-            body,
-            remote_addr: Some("127.0.0.1".parse().unwrap()),
-        };
+        let parsed = CorpusRequest::parse(line).unwrap();
+        let input = parsed.input(Some("127.0.0.1".parse().unwrap()));
         let out = engine.evaluate(&input);
         let ours: BTreeSet<u64> = out
             .matched

@@ -125,3 +125,63 @@ pub fn resolve(doc: &mut serde_json::Value) -> Result<bool, String> {
     crs.insert("ruleset".into(), value);
     Ok(true)
 }
+
+/// One request of `oracle/corpus.py`'s JSON lines, owned: what the oracle test, the examples
+/// and the benchmarks feed the engine and ModSecurity alike.
+#[derive(Clone, Debug)]
+pub struct CorpusRequest {
+    /// `id`.
+    pub id: u64,
+    /// `class` (`sqli`, `benign-retail`, ...).
+    pub class: String,
+    /// `method`.
+    pub method: String,
+    /// `uri`: path and query as sent.
+    pub uri: String,
+    /// `HTTP/` + `version`.
+    pub protocol: String,
+    /// Headers, names lower-cased (as Envoy hands them over).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// `body`, when not null.
+    pub body: Option<Vec<u8>>,
+}
+
+impl CorpusRequest {
+    /// Reads one corpus line; `None` for a line that is not one.
+    pub fn parse(line: &str) -> Option<CorpusRequest> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        let headers = v
+            .get("headers")?
+            .as_array()?
+            .iter()
+            .filter_map(|h| {
+                let pair = h.as_array()?;
+                let name = pair.first()?.as_str()?.to_ascii_lowercase();
+                let value = pair.get(1)?.as_str()?.as_bytes().to_vec();
+                Some((name, value))
+            })
+            .collect();
+        Some(CorpusRequest {
+            id: v.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            class: text("class").unwrap_or("").to_string(),
+            method: text("method")?.to_string(),
+            uri: text("uri")?.to_string(),
+            protocol: format!("HTTP/{}", text("version").unwrap_or("1.1")),
+            headers,
+            body: text("body").map(|b| b.as_bytes().to_vec()),
+        })
+    }
+
+    /// The request as the engine reads it, from `remote` (the oracle's is 127.0.0.1).
+    pub fn input(&self, remote: Option<std::net::IpAddr>) -> super::Input<'_> {
+        super::Input {
+            method: &self.method,
+            uri: &self.uri,
+            protocol: &self.protocol,
+            headers: &self.headers,
+            body: self.body.as_deref(),
+            remote_addr: remote,
+        }
+    }
+}
