@@ -45,6 +45,14 @@ fn main() -> Result<()> {
                 std::fs::create_dir_all(path.parent().context("no parent")?)?;
                 std::fs::write(&path, harness::istio::manifest(edge)?)?;
                 println!("wrote {}", path.display());
+                // With the machine's Core Rule Set imported: what a deployment applies.
+                let resolved = harness::istio::resolved_manifest_path(edge);
+                std::fs::create_dir_all(resolved.parent().context("no parent")?)?;
+                std::fs::write(
+                    &resolved,
+                    serde_json::to_string_pretty(&harness::istio::resolved_manifest(edge)?)?,
+                )?;
+                println!("wrote {}", resolved.display());
             }
             Ok(())
         }

@@ -41,6 +41,11 @@ pub fn manifest(edge: &str) -> Result<String> {
 # regenerate. The tests check that this file is what the generator writes and that real Envoy
 # accepts and enforces its pluginConfig as istiod delivers it (JSON in a StringValue).
 #
+# The policy's Core Rule Set (detection.crs.ruleset) names a CRS directory, because no CRS is
+# committed: `cargo xtask manifests` also writes target/istio/{edge}-wasmplugin.json with the
+# rule set imported from the machine's CRS. Apply that one (or run the same import in the
+# pipeline that applies this file).
+#
 # Before applying:
 # - build and push the image: `cargo xtask image TAG` writes an OCI image layout and prints the
 #   push command and the manifest digest; put the registry in `url` and the digest in `sha256`;
@@ -90,6 +95,26 @@ spec:
         }
     }
     Ok(out)
+}
+
+/// The manifest with `pluginConfig`'s `detection.crs.ruleset: {import: DIR}` replaced by the
+/// rule set imported from DIR on this machine: what a deployment applies (JSON, which
+/// `kubectl apply` reads as YAML). Under the API server's object limit (about 1.5 MiB).
+pub fn resolved_manifest(edge: &str) -> Result<serde_json::Value> {
+    let mut m: serde_json::Value = serde_saphyr::from_str(&manifest(edge)?)
+        .with_context(|| format!("parsing the {edge} manifest"))?;
+    let config = m
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("pluginConfig"))
+        .context("no spec.pluginConfig")?;
+    tollgate_core::crs::dir::resolve(config)
+        .map_err(|e| anyhow::anyhow!("importing the Core Rule Set: {e}"))?;
+    Ok(m)
+}
+
+/// Where an edge's resolved manifest is written (not committed: it holds the imported CRS).
+pub fn resolved_manifest_path(edge: &str) -> std::path::PathBuf {
+    workspace_root().join(format!("target/istio/{edge}-wasmplugin.json"))
 }
 
 /// The edges manifests exist for.

@@ -822,7 +822,7 @@ pub struct Crs {
     pub exclusions: Option<Vec<CrsExclusion>>,
 }
 
-/// One exclusion: a rule (optionally only one of its targets), or every rule with a tag.
+/// One exclusion: a rule (optionally only one of its targets), every rule with a tag, or a target no rule reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrsExclusion {

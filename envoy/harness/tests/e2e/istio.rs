@@ -65,7 +65,14 @@ fn wasm_plugin_manifests_are_generated_from_the_policies_and_well_formed() {
 #[test]
 fn a_plugin_config_runs_in_envoy_as_istiod_delivers_it() {
     for edge in istio::edges() {
-        let m = yaml(&istio::manifest_path(edge));
+        // What a deployment applies: the committed manifest with the machine's CRS imported,
+        // small enough for the Kubernetes API server (objects up to about 1.5 MiB).
+        let m = istio::resolved_manifest(edge).unwrap();
+        let size = m.to_string().len();
+        assert!(
+            size < 1_400_000,
+            "{edge}: the resolved WasmPlugin is {size} bytes"
+        );
         // istiod turns pluginConfig into JSON in a google.protobuf.StringValue.
         let json = m["spec"]["pluginConfig"].to_string();
         let s = stack(edge, PluginConfig::Text(json));

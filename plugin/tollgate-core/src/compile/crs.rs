@@ -128,9 +128,10 @@ impl Cx {
                         (Some(id), None, None) => ex.remove.push(id),
                         (Some(id), None, Some(t)) => ex.remove_targets.push((id, t.to_string())),
                         (None, Some(tag), None) => ex.remove_tags.push(tag.to_string()),
+                        (None, None, Some(t)) => ex.remove_targets_everywhere.push(t.to_string()),
                         _ => self.err(
                             &ip,
-                            "an exclusion names a rule (optionally with a target), or a tag",
+                            "an exclusion names a rule (optionally with a target), a tag, or a target alone (read by no rule)",
                         ),
                     }
                 }

@@ -453,6 +453,8 @@ pub struct Exclusions {
     /// `(rule id, target)`: the target (`ARGS:comment`, `REQUEST_COOKIES:/^_ga/`) is not read
     /// by that rule.
     pub remove_targets: Vec<(u32, String)>,
+    /// Targets no rule reads (a password field).
+    pub remove_targets_everywhere: Vec<String>,
 }
 
 /// Parses `1-255` or `9,10,13,32-126` into a 256-bit set.
@@ -562,7 +564,13 @@ impl Engine {
                             }
                         }
                     }
-                    for (id, target) in &ex.remove_targets {
+                    let everywhere = ex.remove_targets_everywhere.iter().map(|t| (&r.id, t));
+                    for (id, target) in ex
+                        .remove_targets
+                        .iter()
+                        .map(|(i, t)| (i, t))
+                        .chain(everywhere)
+                    {
                         if *id != r.id {
                             continue;
                         }
