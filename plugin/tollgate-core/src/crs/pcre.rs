@@ -239,6 +239,14 @@ fn push_literal(out: &mut String, c: char) {
     out.push(c);
 }
 
+/// The most a compiled pattern may take (a CRS pattern takes far less).
+pub const PROGRAM_LIMIT: usize = 4 << 20;
+
+/// The most one pattern's lazy DFA may cache per VM: with the 120-odd patterns of CRS at
+/// paranoia level 1, under 32 MiB whatever clients send (past it, the engine searches more
+/// slowly, still in linear time).
+pub const DFA_CACHE_LIMIT: usize = 256 << 10;
+
 /// Builds a linear-time matcher over bytes, as libmodsecurity compiles `@rx`: no UTF mode
 /// (`.` is any byte, classes are ASCII), `.` matching newlines and `^`/`$` at every line
 /// (PCRE2_DOTALL | PCRE2_MULTILINE), with bounded program and cache sizes.
@@ -249,8 +257,8 @@ pub fn build(pattern: &str) -> Result<regex::bytes::Regex, Unsupported> {
             .unicode(unicode)
             .dot_matches_new_line(true)
             .multi_line(true)
-            .size_limit(8 << 20)
-            .dfa_size_limit(2 << 20)
+            .size_limit(PROGRAM_LIMIT)
+            .dfa_size_limit(DFA_CACHE_LIMIT)
             .build()
     };
     // A pattern with literal non-ASCII text needs Unicode mode to parse.
