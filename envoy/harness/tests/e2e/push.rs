@@ -239,11 +239,12 @@ fn envoy_memory_stays_bounded_over_500_pushes() {
             .unwrap(),
         Some(551)
     );
-    // Measured: +11 to +17 MiB over 500 distinct full-policy pushes, in steps (see
-    // benches/README.md, "Policy pushes"); a leak per push of the whole policy or a VM would be
-    // hundreds of MiB.
+    // Measured: +11 to +17 MiB over 500 distinct full-policy pushes without the Core Rule Set,
+    // +29 to +33 MiB with it (the policy document is then about 300 KB), in steps (see
+    // benches/README.md, "Policy pushes"). A leak per push of the whole policy would be
+    // 500 × 300 KB ≈ 150 MiB per VM, and of a VM hundreds of MiB.
     assert!(
-        after < before + 32 * 1048576,
+        after < before + 64 * 1048576,
         "RSS grew from {before} to {after} bytes over 500 pushes"
     );
 }
