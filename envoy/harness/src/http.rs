@@ -46,7 +46,8 @@ pub struct Request {
     pub method: String,
     /// Path and query, sent as is.
     pub path: String,
-    /// Extra headers (Host and Connection are added); values are bytes, sent as given.
+    /// Extra headers (Connection is added, and Host unless one is here); values are bytes,
+    /// sent as given.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Body; sent with Content-Length when present.
     pub body: Option<Vec<u8>>,
@@ -80,10 +81,19 @@ impl Request {
         self
     }
 
-    /// The request's bytes on the wire.
+    /// The request's bytes on the wire (`host` is the address unless a header sets it).
     pub fn to_bytes(&self, addr: SocketAddr) -> Vec<u8> {
+        let own_host = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("host"));
+        let host = if own_host {
+            String::new()
+        } else {
+            format!("host: {addr}\r\n")
+        };
         let mut head = format!(
-            "{} {} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n",
+            "{} {} HTTP/1.1\r\n{host}connection: close\r\n",
             self.method, self.path
         )
         .into_bytes();
