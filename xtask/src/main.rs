@@ -325,6 +325,7 @@ Retail
   404          curl -i http://{r}/internal/admin -H 'x-forwarded-for: 192.0.2.10'
   405 + Allow  curl -i -X DELETE http://{r}/v1/orders/42 -H 'x-forwarded-for: 192.0.2.10'
   invalid 400  curl -i 'http://{r}/v1/configurator/models?page=abc' -H 'x-forwarded-for: 192.0.2.10'
+  CRS 403      curl -i http://{r}/v1/configurator/models -H 'x-forwarded-for: 192.0.2.10' -H 'user-agent: Mozilla/5.0' -H 'cookie: pref=<script>alert(1)</script>'
   429 on the 6th login from one address (RateLimit headers on every answer):
                for i in 1 2 3 4 5 6; do curl -si -X POST http://{r}/v1/auth/login -H 'x-forwarded-for: 192.0.2.20' -H 'content-type: application/json' -d '{{"email":"ann@example.com","password":"x"}}' | grep -Ei '^(HTTP|ratelimit|retry-after)'; done
 
@@ -335,7 +336,7 @@ Dealer
   shadowed     curl -i http://{d}/v1/inventory -H 'x-forwarded-for: 192.0.2.200' -H 'x-dealer-id: D-1001' -H 'x-api-key: demo'
   invalid VIN  curl -i http://{d}/v1/vehicles/WVWZZZ1JZXW00000I -H 'x-forwarded-for: 192.0.2.10' -H 'x-dealer-id: D-1001' -H 'authorization: Bearer demo'
 
-Counters (allowed, blocked, shadow-blocked, per rule)
+Counters (allowed, blocked, shadow-blocked, per rule; per Core Rule Set rule: stats?filter=crs)
   curl -s http://{ra}/stats?filter=tollgate
   curl -s http://{da}/stats?filter=tollgate
 Logs: {rl} and {dl}
