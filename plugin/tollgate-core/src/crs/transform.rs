@@ -557,29 +557,23 @@ fn entity_at(input: &[u8], amp: usize) -> Entity {
     let j = amp + 1;
     match input.get(j) {
         None => Entity::Raw(1),
-        Some(b'#') => match input.get(j + 1) {
-            None => Entity::Raw(2),
-            Some(b'x' | b'X') => {
-                let start = j + 2;
-                let end = run_end(input, start, u8::is_ascii_hexdigit);
-                if end > start {
-                    let digits = input.get(start..end).unwrap_or_default();
-                    Entity::Decoded(parse_number_byte(digits, 16), end)
-                } else {
-                    Entity::Raw(3)
+        Some(b'#') => {
+            // `&#x41` (hex) or `&#65` (decimal); without digits, the bytes read stay as they are.
+            let numeric = |start: usize, radix: u32, digit: fn(&u8) -> bool| {
+                let end = run_end(input, start, digit);
+                match input.get(start..end) {
+                    Some(digits) if end > start => {
+                        Entity::Decoded(parse_number_byte(digits, radix), end)
+                    }
+                    _ => Entity::Raw(start - amp),
                 }
+            };
+            match input.get(j + 1) {
+                None => Entity::Raw(2),
+                Some(b'x' | b'X') => numeric(j + 2, 16, u8::is_ascii_hexdigit),
+                Some(_) => numeric(j + 1, 10, u8::is_ascii_digit),
             }
-            Some(_) => {
-                let start = j + 1;
-                let end = run_end(input, start, u8::is_ascii_digit);
-                if end > start {
-                    let digits = input.get(start..end).unwrap_or_default();
-                    Entity::Decoded(parse_number_byte(digits, 10), end)
-                } else {
-                    Entity::Raw(2)
-                }
-            }
-        },
+        }
         Some(_) => {
             let end = run_end(input, j, u8::is_ascii_alphanumeric);
             if end == j {
