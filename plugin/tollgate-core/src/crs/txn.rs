@@ -83,6 +83,15 @@ fn has_bit(bits: &[u64], gid: u32) -> bool {
         .is_some_and(|w| (w >> (gid % 64)) & 1 == 1)
 }
 
+/// Value `v`'s raw bytes: entry `v / 2`'s value, or its name when `v` is odd.
+fn raw_of(entries: &[Entry], v: u32) -> &[u8] {
+    match entries.get((v / 2) as usize) {
+        Some(e) if v % 2 == 1 => &e.name,
+        Some(e) => &e.value,
+        None => &[],
+    }
+}
+
 /// The bytes a value holds, in the shape of a chain's triggers.
 fn mask_of(v: &[u8]) -> Triggers {
     let mut t = Triggers::default();
@@ -122,11 +131,7 @@ impl Table {
     }
 
     fn raw(&self, v: u32) -> &[u8] {
-        match self.entries.get((v / 2) as usize) {
-            Some(e) if v % 2 == 1 => &e.name,
-            Some(e) => &e.value,
-            None => &[],
-        }
+        raw_of(&self.entries, v)
     }
 
     fn mask(&mut self, v: u32) -> Triggers {
@@ -167,11 +172,7 @@ impl Table {
                 None
             } else {
                 let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
-                let raw = match self.entries.get((v / 2) as usize) {
-                    Some(e) if v % 2 == 1 => e.name.as_slice(),
-                    Some(e) => e.value.as_slice(),
-                    None => &[],
-                };
+                let raw = raw_of(&self.entries, v);
                 Some(transform::apply_chain(steps, raw, &mut self.scratch).to_vec())
             };
             if let Some(x) = self.views.get_mut(i) {
