@@ -11,8 +11,9 @@
 //! `skipAfter` once the whole chain matched. The result is the list of rules that matched, each
 //! with the anomaly score its `setvar`s added: the policy's threshold decides, not a rule.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use aho_corasick::AhoCorasick;
 
@@ -141,7 +142,7 @@ pub struct Engine {
     pub(super) phase1: Vec<Step>,
     pub(super) phase2: Vec<Step>,
     /// Transaction variables every request starts with (lower-case names).
-    pub(super) base: HashMap<String, String>,
+    pub(super) base: FxHashMap<String, String>,
     /// The distinct transformation chains; a link names its chain by index.
     pub(super) chains: Vec<Vec<Transform>>,
     /// Per chain: the values its transformations can change.
@@ -150,15 +151,30 @@ pub struct Engine {
     pub(super) prefilter: Option<Prefilter>,
     /// How many links there are (gids run from 0).
     pub(super) link_count: u32,
+    /// The distinct target lists of the links that read only the request's values; a request
+    /// resolves each once per phase.
+    pub(super) groups: Vec<Group>,
     source: String,
 }
 
-/// The required literals of the patterns: a hit on pattern `i` makes link `links[i]` a
-/// candidate (on the value as transformed by that link's chain).
+/// The required literals of the patterns and the phrases of `@pm`: a hit on literal `i` makes
+/// link `links[i]` a candidate (on the value as transformed by that link's chain).
 #[derive(Debug)]
 pub(super) struct Prefilter {
-    pub(super) ac: AhoCorasick,
+    /// The literals of two bytes or more (`None`: there are none).
+    pub(super) ac: Option<AhoCorasick>,
     pub(super) links: Vec<u32>,
+    /// Links with one-byte literals, and those bytes (both cases of a letter): a value holding
+    /// one of them makes the link a candidate. A byte as an automaton pattern would match on
+    /// most values and cost a report per occurrence; a set of bytes costs one pass.
+    pub(super) bytes: Vec<(u32, [u64; 4])>,
+}
+
+/// A target list (with its exclusions) that several links share.
+#[derive(Debug)]
+pub(super) struct Group {
+    pub(super) targets: Vec<CTarget>,
+    pub(super) excludes: Vec<CTarget>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +193,10 @@ pub(super) struct CRule {
     /// match on them as configured: it never matches, so it is not evaluated (the paranoia
     /// level's skips, the setup's defaults).
     pub(super) never: bool,
+    /// `true` when the rule reads only such variables and matches on them, with no `setvar`,
+    /// `ctl` or capture: it always matches (the paranoia level's `skipAfter`s), so it is
+    /// recorded without being evaluated.
+    pub(super) always: bool,
 }
 
 #[derive(Debug)]
@@ -190,6 +210,9 @@ pub(super) struct CLink {
     pub(super) transforms: Vec<Transform>,
     /// Index of `transforms` in [`Engine::chains`].
     pub(super) chain: usize,
+    /// Index in [`Engine::groups`] when every target is one of the request's values (no TX,
+    /// no MATCHED_*, no count).
+    pub(super) group: Option<u32>,
     /// The pattern runs only on values its chain's prefilter flags.
     pub(super) filtered: bool,
     pub(super) capture: bool,
@@ -198,17 +221,21 @@ pub(super) struct CLink {
     pub(super) ctl: Vec<Ctl>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct CTarget {
     pub(super) coll: Coll,
     pub(super) sel: Sel,
     pub(super) count: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Sel {
     All,
     Name(String),
+    /// A selector pattern that is a lower-case literal: names holding it (`/__utm/`).
+    Contains(Vec<u8>),
+    /// A selector pattern `^literal` (`/^header_name_/`).
+    Prefix(Vec<u8>),
     Regex(regex::bytes::Regex),
 }
 
@@ -484,6 +511,26 @@ pub fn byte_ranges(arg: &str) -> Option<[u64; 4]> {
     Some(set)
 }
 
+/// The phrases of a `@pm` or `@pmFromFile` link, as bytes.
+fn pm_phrases(l: &Link, set: &Ruleset) -> Vec<Vec<u8>> {
+    let arg = &l.op.arg;
+    match l.op.name.as_str() {
+        "pm" => arg
+            .split_whitespace()
+            .map(|p| p.as_bytes().to_vec())
+            .collect(),
+        _ => arg
+            .split_whitespace()
+            .filter_map(|f| set.data.get(f))
+            .flatten()
+            .map(|p| p.as_bytes().to_vec())
+            .collect(),
+    }
+}
+
+/// A prefilter literal and the link (gid) it stands for.
+type Literal = (Vec<u8>, u32);
+
 fn pm_automaton(phrases: &[String]) -> Result<AhoCorasick, String> {
     aho_corasick::AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
@@ -510,6 +557,8 @@ impl Engine {
         // Per chain: (literal, link gid) pairs for its prefilter.
         let mut literals: Vec<Vec<(Vec<u8>, u32)>> = Vec::new();
         let mut gid = 0u32;
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_keys: Vec<String> = Vec::new();
         for item in &set.items {
             match item {
                 Item::Marker { name } => {
@@ -550,9 +599,19 @@ impl Engine {
                                         chains.len() - 1
                                     }
                                 };
+                                // A phrase list is its own prefilter: a value holding no phrase
+                                // cannot match.
+                                let required = match (&c.op, required) {
+                                    (COp::Pm(_), _) => Some(pm_phrases(l, set)),
+                                    (_, r) => r,
+                                };
                                 if let (Some(req), false) = (required, c.multi_match || c.negated) {
                                     if let Some(list) = literals.get_mut(c.chain) {
-                                        list.extend(req.into_iter().map(|lit| (lit, c.gid)));
+                                        list.extend(
+                                            req.into_iter()
+                                                .filter(|lit| !lit.is_empty())
+                                                .map(|lit| (lit.to_ascii_lowercase(), c.gid)),
+                                        );
                                         c.filtered = true;
                                     }
                                 }
@@ -591,6 +650,9 @@ impl Engine {
                     if !ok {
                         continue;
                     }
+                    for link in &mut links {
+                        link.group = group_of(link, &mut groups, &mut group_keys);
+                    }
                     let index = rules.len();
                     rules.push(CRule {
                         id: r.id,
@@ -598,6 +660,7 @@ impl Engine {
                         links,
                         skip_after,
                         never: false,
+                        always: false,
                     });
                     match r.phase {
                         1 => phase1.push(Step::Rule(index)),
@@ -606,24 +669,47 @@ impl Engine {
                 }
             }
         }
-        let all: Vec<(Vec<u8>, u32)> = literals.into_iter().flatten().collect();
-        let prefilter = if all.is_empty() {
+        let (all, single): (Vec<Literal>, Vec<Literal>) = literals
+            .into_iter()
+            .flatten()
+            .partition(|(lit, _)| lit.len() > 1);
+        let mut bytes: Vec<(u32, [u64; 4])> = Vec::new();
+        for (lit, g) in single {
+            let Some(&b) = lit.first() else { continue };
+            let at = match bytes.iter().position(|(x, _)| *x == g) {
+                Some(i) => i,
+                None => {
+                    bytes.push((g, [0; 4]));
+                    bytes.len() - 1
+                }
+            };
+            if let Some((_, set)) = bytes.get_mut(at) {
+                for c in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                    if let Some(w) = set.get_mut(usize::from(c / 64)) {
+                        *w |= 1 << (c % 64);
+                    }
+                }
+            }
+        }
+        let ac = if all.is_empty() {
             None
         } else {
             match aho_corasick::AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .build(all.iter().map(|(lit, _)| lit))
             {
-                Ok(ac) => Some(Prefilter {
-                    ac,
-                    links: all.iter().map(|(_, g)| *g).collect(),
-                }),
+                Ok(ac) => Some(ac),
                 Err(e) => {
                     errors.push(format!("prefilter: {e}"));
                     None
                 }
             }
         };
+        let prefilter = (ac.is_some() || !bytes.is_empty()).then(|| Prefilter {
+            ac,
+            links: all.iter().map(|(_, g)| *g).collect(),
+            bytes,
+        });
         let triggers = chains
             .iter()
             .map(|c| {
@@ -647,6 +733,7 @@ impl Engine {
             triggers,
             prefilter,
             link_count: gid,
+            groups,
             source: set.source.clone(),
         };
         engine.configure(set.paranoia, &[]);
@@ -673,7 +760,8 @@ impl Engine {
     /// Marks the rules that cannot match with this configuration (see [`CRule::never`]).
     fn fold(&mut self) {
         // `&TX:x "@eq 0"` with x set up: false on every request, so its writes never happen.
-        let default_of_set = |r: &CRule, base: &HashMap<String, String>| match r.links.as_slice() {
+        let default_of_set = |r: &CRule, base: &FxHashMap<String, String>| match r.links.as_slice()
+        {
             [l] => {
                 matches!(
                     (l.targets.as_slice(), &l.op),
@@ -743,10 +831,16 @@ impl Engine {
                         _ => false,
                     }
             });
-            verdicts.push(foldable && !super::txn::matches_on_base(self, r));
+            let matches = foldable && super::txn::matches_on_base(self, r);
+            let inert = r
+                .links
+                .iter()
+                .all(|l| l.setvars.is_empty() && l.ctl.is_empty() && !l.capture);
+            verdicts.push((foldable && !matches, matches && inert));
         }
-        for (r, never) in self.rules.iter_mut().zip(verdicts) {
+        for (r, (never, always)) in self.rules.iter_mut().zip(verdicts) {
             r.never = never;
+            r.always = always;
         }
     }
 
@@ -799,7 +893,7 @@ fn compile_target(t: &Target) -> Result<CTarget, String> {
         (None, Some(r)) => {
             let re =
                 pcre::build(&format!("(?i){r}")).map_err(|e| format!("selector /{r}/: {}", e.0))?;
-            Sel::Regex(re)
+            literal_selector(r).unwrap_or(Sel::Regex(re))
         }
         (None, None) => Sel::All,
     };
@@ -808,6 +902,71 @@ fn compile_target(t: &Target) -> Result<CTarget, String> {
         sel,
         count: t.count,
     })
+}
+
+/// A selector pattern that only asks for a literal (`__utm`, `^header_name_`, `rfi_parameter_.*`,
+/// `multipart_headers_content_types_*`), as the literal test: names are short and many, and a
+/// regular expression per name and rule costs more than the rule.
+fn literal_selector(r: &str) -> Option<Sel> {
+    let (anchored, rest) = match r.strip_prefix('^') {
+        Some(x) => (true, x),
+        None => (false, r),
+    };
+    // A trailing `.*`, or `c*` after a literal, adds nothing to an unanchored-at-the-end test.
+    let mut body = rest.strip_suffix(".*").unwrap_or(rest);
+    if let Some(x) = body.strip_suffix('*') {
+        let mut chars = x.chars();
+        match chars.next_back() {
+            Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == '-' => body = chars.as_str(),
+            _ => return None,
+        }
+    }
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return None;
+    }
+    let lit = body.to_ascii_lowercase().into_bytes();
+    Some(if anchored {
+        Sel::Prefix(lit)
+    } else {
+        Sel::Contains(lit)
+    })
+}
+
+/// The group a link's targets belong to (added when new), or `None` when a target is not one
+/// of the request's values.
+fn group_of(link: &CLink, groups: &mut Vec<Group>, keys: &mut Vec<String>) -> Option<u32> {
+    let plain = |t: &CTarget| {
+        !t.count
+            && !matches!(
+                t.coll,
+                Coll::Tx
+                    | Coll::MatchedVar
+                    | Coll::MatchedVarName
+                    | Coll::MatchedVars
+                    | Coll::MatchedVarsNames
+                    | Coll::ReqbodyProcessor
+            )
+    };
+    if link.targets.is_empty() || !link.targets.iter().all(plain) {
+        return None;
+    }
+    let key = format!("{:?} ! {:?}", link.targets, link.excludes);
+    let at = match keys.iter().position(|k| *k == key) {
+        Some(i) => i,
+        None => {
+            keys.push(key);
+            groups.push(Group {
+                targets: link.targets.clone(),
+                excludes: link.excludes.clone(),
+            });
+            groups.len() - 1
+        }
+    };
+    u32::try_from(at).ok()
 }
 
 /// A link, and for a pattern the literals one of which every match contains.
@@ -890,6 +1049,7 @@ fn compile_link(l: &Link, set: &Ruleset) -> Result<(CLink, Option<Vec<Vec<u8>>>)
             negated: l.op.negated,
             transforms: l.transforms.clone(),
             chain: 0,
+            group: None,
             filtered: false,
             capture: l.capture,
             multi_match: l.multi_match,

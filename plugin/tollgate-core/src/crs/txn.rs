@@ -7,8 +7,11 @@
 //! prefilter's verdict: which patterns of that chain have a literal in it. A rule's regular
 //! expression runs only on values its prefilter flagged.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use super::body::{self, Multipart, Pair};
 use super::engine::{
@@ -19,6 +22,7 @@ use super::ruleset::{Ctl, SetOp};
 use super::transform::{self, Triggers};
 use super::Input;
 
+thread_local! { pub static PROF: std::cell::RefCell<std::collections::HashMap<u32,(u128,u32)>> = std::cell::RefCell::new(std::collections::HashMap::new()); }
 /// Runs both request phases.
 pub(super) fn evaluate(engine: &Engine, input: &Input<'_>) -> Outcome {
     let mut t = Txn::new(engine, input);
@@ -76,6 +80,20 @@ struct Table {
     views: Vec<View>,
     chains: usize,
     scratch: transform::Scratch,
+    /// Per target group: its values in this phase, `(collection read, value)`, once resolved.
+    groups: Vec<Option<Vec<(Coll, u32)>>>,
+    /// Per (group, chain): the prefilter's verdicts over all of the group's values, OR-ed.
+    unions: FxHashMap<(u32, u32), Vec<u64>>,
+}
+
+/// Where a value's prefilter verdict through a chain is kept.
+enum Verdict {
+    /// No prefilter: every link is a candidate.
+    Always,
+    /// In `views[i].flags`.
+    View(usize),
+    /// In `raw_flags[v]` (the chain does not change the value for the prefilter).
+    Raw(u32),
 }
 
 fn has_bit(bits: &[u64], gid: u32) -> bool {
@@ -185,37 +203,42 @@ impl Table {
         }
     }
 
-    /// Whether link `gid` (reading through `chain`) may match value `v`: one of its literals
-    /// occurs in the value's transformed form.
-    fn flagged(&mut self, engine: &Engine, v: u32, chain: usize, gid: u32) -> bool {
+    /// Computes value `v`'s prefilter verdict through `chain` (once) and says where it is.
+    fn verdict(&mut self, engine: &Engine, v: u32, chain: usize) -> Verdict {
         let Some(pf) = engine.prefilter.as_ref() else {
-            return true;
+            return Verdict::Always;
         };
         let Some(i) = self.view(v, chain) else {
-            return true;
+            return Verdict::Always;
         };
         if self.views.get(i).is_some_and(|x| x.flags.is_none()) {
             // Case does not matter to the prefilter: only the other triggers make the
             // transformed form differ for it.
             let t = engine.triggers.get(chain).copied().unwrap_or_default();
             let m = self.mask(v);
-            let same = !t.touch(m, false);
+            let mut same = !t.touch(m, false);
+            if !same {
+                self.value(engine, v, chain);
+                let raw = raw_of(&self.entries, v);
+                same = match self.views.get(i).and_then(|x| x.value.as_ref()) {
+                    Some(Some(own)) => own.eq_ignore_ascii_case(raw),
+                    _ => true,
+                };
+            }
             let flags = if same {
                 None
             } else {
-                self.value(engine, v, chain);
-                let value = self.views.get(i).and_then(|x| x.value.as_ref());
-                Some(match value {
-                    Some(Some(own)) => scan(pf, own, engine.link_count),
-                    _ => scan(pf, self.raw(v), engine.link_count),
-                })
+                match self.views.get(i).and_then(|x| x.value.as_ref()) {
+                    Some(Some(own)) => Some(scan(pf, own, engine.link_count)),
+                    _ => None,
+                }
             };
             if let Some(x) = self.views.get_mut(i) {
                 x.flags = Some(flags);
             }
         }
         match self.views.get(i).and_then(|x| x.flags.as_ref()) {
-            Some(Some(bits)) => has_bit(bits, gid),
+            Some(Some(_)) => Verdict::View(i),
             _ => {
                 if self.raw_flags.get(v as usize).is_some_and(Option::is_none) {
                     let bits = scan(pf, self.raw(v), engine.link_count);
@@ -223,22 +246,95 @@ impl Table {
                         *slot = Some(bits);
                     }
                 }
-                self.raw_flags
-                    .get(v as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|bits| has_bit(bits, gid))
+                Verdict::Raw(v)
             }
         }
+    }
+
+    fn verdict_bits(&self, at: &Verdict) -> Option<&[u64]> {
+        match at {
+            Verdict::Always => None,
+            Verdict::View(i) => self
+                .views
+                .get(*i)
+                .and_then(|x| x.flags.as_ref())
+                .and_then(Option::as_deref),
+            Verdict::Raw(v) => self.raw_flags.get(*v as usize).and_then(Option::as_deref),
+        }
+    }
+
+    /// Whether link `gid` (reading through `chain`) may match value `v`: one of its literals
+    /// occurs in the value's transformed form.
+    fn flagged(&mut self, engine: &Engine, v: u32, chain: usize, gid: u32) -> bool {
+        let at = self.verdict(engine, v, chain);
+        match at {
+            Verdict::Always => true,
+            _ => self.verdict_bits(&at).is_some_and(|b| has_bit(b, gid)),
+        }
+    }
+
+    /// Whether link `gid` may match any value of group `g` (resolved) through `chain`: one
+    /// verdict per group and chain serves every link that shares them.
+    fn group_flagged(&mut self, engine: &Engine, g: u32, chain: usize, gid: u32) -> bool {
+        let key = (g, u32::try_from(chain).unwrap_or(u32::MAX));
+        if let Some(bits) = self.unions.get(&key) {
+            return has_bit(bits, gid);
+        }
+        let values = self
+            .groups
+            .get_mut(g as usize)
+            .and_then(Option::take)
+            .unwrap_or_default();
+        let mut acc = vec![0u64; (engine.link_count as usize).div_ceil(64)];
+        for (_, v) in &values {
+            let at = self.verdict(engine, *v, chain);
+            match self.verdict_bits(&at) {
+                Some(bits) => {
+                    for (a, b) in acc.iter_mut().zip(bits) {
+                        *a |= *b;
+                    }
+                }
+                None if matches!(at, Verdict::Always) => {
+                    acc.fill(u64::MAX);
+                    break;
+                }
+                None => {}
+            }
+        }
+        if let Some(slot) = self.groups.get_mut(g as usize) {
+            *slot = Some(values);
+        }
+        let hit = has_bit(&acc, gid);
+        self.unions.insert(key, acc);
+        hit
     }
 }
 
 /// One pass of the prefilter automaton: the links one of whose literals occurs in `value`.
 fn scan(pf: &Prefilter, value: &[u8], links: u32) -> Vec<u64> {
     let mut bits = vec![0u64; (links as usize).div_ceil(64)];
-    for m in pf.ac.find_overlapping_iter(value) {
-        if let Some(g) = pf.links.get(m.pattern().as_usize()) {
-            if let Some(w) = bits.get_mut((*g / 64) as usize) {
-                *w |= 1 << (g % 64);
+    let mut set = |g: u32| {
+        if let Some(w) = bits.get_mut((g / 64) as usize) {
+            *w |= 1 << (g % 64);
+        }
+    };
+    if let Some(ac) = &pf.ac {
+        for m in ac.find_overlapping_iter(value) {
+            if let Some(g) = pf.links.get(m.pattern().as_usize()) {
+                set(*g);
+            }
+        }
+    }
+    if !pf.bytes.is_empty() {
+        let mut held = [0u64; 4];
+        for b in value {
+            if let Some(w) = held.get_mut(usize::from(b / 64)) {
+                *w |= 1 << (b % 64);
+            }
+        }
+        for (g, want) in &pf.bytes {
+            if want.iter().zip(&held).any(|(a, b)| a & b != 0) {
+                set(*g);
             }
         }
     }
@@ -247,7 +343,8 @@ fn scan(pf: &Prefilter, value: &[u8], links: u32) -> Vec<u64> {
 
 /// Transaction variables: the engine's base with this request's writes over it.
 struct Tx<'e> {
-    base: &'e HashMap<String, String>,
+    base: &'e FxHashMap<String, String>,
+    /// Names here can come from the request (`tx.header_name_%{tx.0}`): a keyed hash.
     over: HashMap<String, Option<String>>,
 }
 
@@ -259,26 +356,35 @@ impl Tx<'_> {
         }
     }
 
-    fn set(&mut self, k: String, v: String) {
-        self.over.insert(k, Some(v));
+    fn set(&mut self, k: &str, v: String) {
+        match self.over.get_mut(k) {
+            Some(slot) => *slot = Some(v),
+            None => {
+                self.over.insert(k.to_owned(), Some(v));
+            }
+        }
     }
 
-    fn remove(&mut self, k: String) {
-        self.over.insert(k, None);
+    fn remove(&mut self, k: &str) {
+        match self.over.get_mut(k) {
+            Some(slot) => *slot = None,
+            None => {
+                self.over.insert(k.to_owned(), None);
+            }
+        }
     }
 
-    /// Every variable, sorted by name.
-    fn all(&self) -> Vec<(&str, &str)> {
+    /// The variables a selector names, sorted by name.
+    fn walk(&self, sel: &Sel) -> Vec<(&str, &str)> {
         let mut out: Vec<(&str, &str)> = self
             .base
             .iter()
-            .filter(|(k, _)| !self.over.contains_key(*k))
+            .filter(|(k, _)| selected(sel, k.as_bytes()) && !self.over.contains_key(*k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(
-                self.over
-                    .iter()
-                    .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v))),
-            )
+            .chain(self.over.iter().filter_map(|(k, v)| match v {
+                Some(v) if selected(sel, k.as_bytes()) => Some((k.as_str(), v.as_str())),
+                _ => None,
+            }))
             .collect();
         out.sort_unstable();
         out
@@ -346,6 +452,8 @@ impl<'e, 'a> Txn<'e, 'a> {
             views: Vec::with_capacity(64),
             chains: engine.chains.len(),
             scratch: transform::Scratch::default(),
+            groups: Vec::new(),
+            unions: FxHashMap::default(),
         };
         let mut args = Vec::new();
         if let Some(q) = query {
@@ -493,6 +601,9 @@ impl<'e, 'a> Txn<'e, 'a> {
         if let Some(e) = error {
             t.scalar(Coll::ReqbodyErrorMsg, e.as_bytes().to_vec());
         }
+        // The groups' values change with the body's.
+        t.groups.clear();
+        t.unions.clear();
     }
 
     fn run(&mut self, engine: &'e Engine, phase: u8) {
@@ -520,8 +631,27 @@ impl<'e, 'a> Txn<'e, 'a> {
                     if rule.never || self.st.removed.contains(&rule.id) {
                         continue;
                     }
+                    if rule.always {
+                        self.st.outcome.matched.push(Match {
+                            id: rule.id,
+                            score: 0,
+                            logged: rule.log,
+                        });
+                        if let Some(m) = rule.skip_after {
+                            skip_to = Some(m);
+                        }
+                        continue;
+                    }
 
-                    if self.rule(rule) {
+                    let t0 = std::time::Instant::now();
+                    let hit = self.rule(rule);
+                    PROF.with(|p| {
+                        let mut p = p.borrow_mut();
+                        let e = p.entry(rule.id).or_insert((0u128, 0u32));
+                        e.0 += t0.elapsed().as_nanos();
+                        e.1 += 1;
+                    });
+                    if hit {
                         if let Some(m) = rule.skip_after {
                             skip_to = Some(m);
                         }
@@ -613,10 +743,8 @@ impl<'e, 'a> Txn<'e, 'a> {
                     }
                 }
                 sel => {
-                    for (k, v) in self.st.tx.all() {
-                        if selected(sel, k.as_bytes()) {
-                            out.push(Src::Own(format!("TX:{k}"), v.as_bytes().to_vec()));
-                        }
+                    for (k, v) in self.st.tx.walk(sel) {
+                        out.push(Src::Own(format!("TX:{k}"), v.as_bytes().to_vec()));
                     }
                 }
             },
@@ -663,24 +791,119 @@ impl<'e, 'a> Txn<'e, 'a> {
     /// Evaluates one link; returns whether any value matched and the score its setvars added.
     fn link(&mut self, id: u32, link: &'e CLink) -> (bool, u32) {
         let mut srcs = std::mem::take(&mut self.srcs);
-        let mut buf = std::mem::take(&mut self.buf);
         srcs.clear();
+        // A `ctl` of this request removed a target of this rule: the group's list does not
+        // apply.
+        let ctl_removed = self.st.removed_targets.iter().any(|(r, _)| *r == id);
+        match link.group {
+            Some(g) if !ctl_removed => {
+                self.resolve_group(g);
+                if link.filtered
+                    && !self
+                        .table
+                        .group_flagged(self.engine, g, link.chain, link.gid)
+                {
+                    self.srcs = srcs;
+                    return (false, 0);
+                }
+                if let Some(Some(list)) = self.table.groups.get(g as usize) {
+                    srcs.extend(list.iter().map(|(c, v)| (*c, Src::Entry(*v))));
+                }
+            }
+            _ => self.link_sources(id, link, &mut srcs),
+        }
+        let mut any = false;
+        let mut score = 0;
+        for (coll, src) in srcs.drain(..) {
+            let hits = self.test_source(link, &src);
+            if hits.is_empty() {
+                continue;
+            }
+            let name = self.name_of(coll, &src);
+            for (captures, value) in hits {
+                any = true;
+                if link.capture {
+                    for (i, c) in captures.into_iter().enumerate() {
+                        let key = i.to_string();
+                        self.st
+                            .tx
+                            .set(&key, String::from_utf8_lossy(&c).into_owned());
+                    }
+                }
+                self.st.matched_var = value;
+                self.st.matched_var_name = name.clone();
+                self.st
+                    .matched_vars
+                    .push((name.clone(), self.st.matched_var.clone()));
+                for sv in &link.setvars {
+                    score += self.st.setvar(sv);
+                }
+            }
+        }
+        self.srcs = srcs;
+        (any, score)
+    }
+
+    /// Resolves group `g`'s values for this phase (once).
+    fn resolve_group(&mut self, g: u32) {
+        if self
+            .table
+            .groups
+            .get(g as usize)
+            .is_some_and(Option::is_some)
+        {
+            return;
+        }
+        let Some(group) = self.engine.groups.get(g as usize) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut list = Vec::new();
+        for t in &group.targets {
+            buf.clear();
+            self.sources(t, &mut buf);
+            for s in buf.drain(..) {
+                if let Src::Entry(v) = s {
+                    if !self.excluded(&group.excludes, t.coll, v) {
+                        list.push((t.coll, v));
+                    }
+                }
+            }
+        }
+        self.buf = buf;
+        let at = g as usize;
+        if self.table.groups.len() <= at {
+            self.table.groups.resize_with(at + 1, || None);
+        }
+        if let Some(slot) = self.table.groups.get_mut(at) {
+            *slot = Some(list);
+        }
+    }
+
+    /// Whether an exclusion (`!REQUEST_COOKIES:/__utm/`) drops value `v` of collection `coll`.
+    fn excluded(&self, excludes: &[CTarget], coll: Coll, v: u32) -> bool {
+        if excludes.is_empty() {
+            return false;
+        }
+        let name = self
+            .table
+            .entries
+            .get((v / 2) as usize)
+            .map_or(&[][..], |e| e.name.as_slice());
+        excludes
+            .iter()
+            .any(|x| x.coll == coll && selected(&x.sel, name))
+    }
+
+    /// A link's sources, target by target (links outside any group, and rules a `ctl` changed).
+    fn link_sources(&mut self, id: u32, link: &'e CLink, srcs: &mut Vec<(Coll, Src<'e>)>) {
+        let mut buf = std::mem::take(&mut self.buf);
         for t in &link.targets {
             buf.clear();
             self.sources(t, &mut buf);
             for s in buf.drain(..) {
-                // Exclusions (`!REQUEST_COOKIES:/__utm/`) drop members of their collection.
                 let dropped = match &s {
-                    Src::Entry(v) if !link.excludes.is_empty() => {
-                        let name = self
-                            .table
-                            .entries
-                            .get((*v / 2) as usize)
-                            .map_or(&[][..], |e| e.name.as_slice());
-                        link.excludes
-                            .iter()
-                            .any(|x| x.coll == t.coll && selected(&x.sel, name))
-                    }
+                    Src::Entry(v) => self.excluded(&link.excludes, t.coll, *v),
                     _ => false,
                 };
                 if !dropped {
@@ -688,6 +911,7 @@ impl<'e, 'a> Txn<'e, 'a> {
                 }
             }
         }
+        self.buf = buf;
         if !self.st.removed_targets.is_empty() {
             let gone: Vec<String> = self
                 .st
@@ -704,36 +928,6 @@ impl<'e, 'a> Txn<'e, 'a> {
             // A SecAction: one empty value, always.
             srcs.push((Coll::Tx, Src::Own(String::new(), Vec::new())));
         }
-        let mut any = false;
-        let mut score = 0;
-        for (coll, src) in srcs.drain(..) {
-            let hits = self.test_source(link, &src);
-            if hits.is_empty() {
-                continue;
-            }
-            let name = self.name_of(coll, &src);
-            for (captures, value) in hits {
-                any = true;
-                if link.capture {
-                    for (i, c) in captures.into_iter().enumerate() {
-                        self.st
-                            .tx
-                            .set(i.to_string(), String::from_utf8_lossy(&c).into_owned());
-                    }
-                }
-                self.st.matched_var = value;
-                self.st.matched_var_name = name.clone();
-                self.st
-                    .matched_vars
-                    .push((name.clone(), self.st.matched_var.clone()));
-                for sv in &link.setvars {
-                    score += self.st.setvar(sv);
-                }
-            }
-        }
-        self.srcs = srcs;
-        self.buf = buf;
-        (any, score)
     }
 
     /// The operator over one source: every success (once, or per changed step with
@@ -887,9 +1081,12 @@ impl State<'_, '_> {
         }
     }
 
-    fn expand<'m>(&self, m: &'m Macro) -> std::borrow::Cow<'m, str> {
-        if let Some(c) = m.constant() {
-            return std::borrow::Cow::Borrowed(c);
+    fn expand<'s>(&'s self, m: &'s Macro) -> Cow<'s, str> {
+        match m.0.as_slice() {
+            [] => return Cow::Borrowed(""),
+            [Part::Lit(s)] => return Cow::Borrowed(s),
+            [Part::Tx(k)] => return Cow::Borrowed(self.tx.get(k).unwrap_or("")),
+            _ => {}
         }
         let mut out = String::new();
         for p in &m.0 {
@@ -916,7 +1113,7 @@ impl State<'_, '_> {
                 Part::Empty => {}
             }
         }
-        std::borrow::Cow::Owned(out)
+        Cow::Owned(out)
     }
 
     /// Runs one setvar; returns what it added to the inbound anomaly score.
@@ -925,11 +1122,11 @@ impl State<'_, '_> {
         match sv.op {
             SetOp::Set => {
                 let value = self.expand(&sv.value).into_owned();
-                self.tx.set(name, value);
+                self.tx.set(&name, value);
                 0
             }
             SetOp::Delete => {
-                self.tx.remove(name);
+                self.tx.remove(&name);
                 0
             }
             SetOp::Add | SetOp::Sub => {
@@ -940,7 +1137,7 @@ impl State<'_, '_> {
                 } else {
                     cur.saturating_sub(d)
                 };
-                self.tx.set(name, new.to_string());
+                self.tx.set(&name, new.to_string());
                 if sv.scores && sv.op == SetOp::Add {
                     u32::try_from(d.max(0)).unwrap_or(0)
                 } else {
@@ -960,6 +1157,12 @@ fn selected(sel: &Sel, name: &[u8]) -> bool {
     match sel {
         Sel::All => true,
         Sel::Name(n) => n.as_bytes().eq_ignore_ascii_case(name),
+        Sel::Contains(lit) => {
+            lit.is_empty() || name.windows(lit.len()).any(|w| w.eq_ignore_ascii_case(lit))
+        }
+        Sel::Prefix(lit) => name
+            .get(..lit.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(lit)),
         Sel::Regex(re) => re.is_match(name),
     }
 }
