@@ -22,7 +22,6 @@ use super::ruleset::{Ctl, SetOp};
 use super::transform::{self, Triggers};
 use super::Input;
 
-thread_local! { pub static PROF: std::cell::RefCell<std::collections::HashMap<u32,(u128,u32)>> = std::cell::RefCell::new(std::collections::HashMap::new()); }
 /// Runs both request phases.
 pub(super) fn evaluate(engine: &Engine, input: &Input<'_>) -> Outcome {
     let mut t = Txn::new(engine, input);
@@ -642,16 +641,7 @@ impl<'e, 'a> Txn<'e, 'a> {
                         }
                         continue;
                     }
-
-                    let t0 = std::time::Instant::now();
-                    let hit = self.rule(rule);
-                    PROF.with(|p| {
-                        let mut p = p.borrow_mut();
-                        let e = p.entry(rule.id).or_insert((0u128, 0u32));
-                        e.0 += t0.elapsed().as_nanos();
-                        e.1 += 1;
-                    });
-                    if hit {
+                    if self.rule(rule) {
                         if let Some(m) = rule.skip_after {
                             skip_to = Some(m);
                         }
