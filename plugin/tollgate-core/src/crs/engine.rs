@@ -21,7 +21,7 @@ use super::pcre;
 use super::prefilter;
 use super::ruleset::{Ctl, Item, Link, Ruleset, SetOp, Target};
 use super::seclang;
-use super::transform::{Transform, Triggers};
+use super::transform::Transform;
 use crate::Cidr;
 
 /// The collections the engine fills at request time.
@@ -141,12 +141,17 @@ pub struct Engine {
     pub(super) rules: Vec<CRule>,
     pub(super) phase1: Vec<Step>,
     pub(super) phase2: Vec<Step>,
-    /// Transaction variables every request starts with (lower-case names).
+    /// Transaction variables every request starts with (lower-case names): the setup's, the
+    /// policy's, and the writes of the actions that open phase 1 (see [`Engine::configure`]).
     pub(super) base: FxHashMap<String, String>,
+    /// The rule set's setup variables and the policy's, as configured.
+    setup: FxHashMap<String, String>,
     /// The distinct transformation chains; a link names its chain by index.
     pub(super) chains: Vec<Vec<Transform>>,
-    /// Per chain: the values its transformations can change.
-    pub(super) triggers: Vec<Triggers>,
+    /// Per chain: the chain the prefilter reads it through, the same but for case steps that
+    /// only later case-blind steps follow (the prefilter ignores case, so it need not compute
+    /// them).
+    pub(super) blind: Vec<usize>,
     /// One automaton over the required literals of every pattern (`None`: no pattern has any).
     pub(super) prefilter: Option<Prefilter>,
     /// How many links there are (gids run from 0).
@@ -197,6 +202,8 @@ pub(super) struct CRule {
     /// `ctl` or capture: it always matches (the paranoia level's `skipAfter`s), so it is
     /// recorded without being evaluated.
     pub(super) always: bool,
+    /// What an `always` rule adds to the anomaly score.
+    pub(super) score: u32,
 }
 
 #[derive(Debug)]
@@ -464,6 +471,8 @@ impl Macro {
 #[derive(Debug)]
 pub(super) struct CSetVar {
     pub(super) name: Macro,
+    /// The name, lower case, when it holds no macro.
+    pub(super) lower: Option<String>,
     pub(super) op: SetOp,
     pub(super) value: Macro,
     /// Adds to the inbound anomaly score (`tx.anomaly_score_plN`, `tx.inbound_anomaly_score_plN`).
@@ -661,6 +670,7 @@ impl Engine {
                         skip_after,
                         never: false,
                         always: false,
+                        score: 0,
                     });
                     match r.phase {
                         1 => phase1.push(Step::Rule(index)),
@@ -710,13 +720,22 @@ impl Engine {
             links: all.iter().map(|(_, g)| *g).collect(),
             bytes,
         });
-        let triggers = chains
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .fold(Triggers::default(), |t, x| t.union(x.triggers()))
-            })
-            .collect();
+        let mut blind = Vec::with_capacity(chains.len());
+        for i in 0..chains.len() {
+            let reduced = case_blind(chains.get(i).map_or(&[][..], Vec::as_slice));
+            let at = match chains.iter().position(|c| *c == reduced) {
+                Some(j) => j,
+                None => {
+                    chains.push(reduced);
+                    chains.len() - 1
+                }
+            };
+            blind.push(at);
+        }
+        // The reduced chains read through themselves.
+        for i in blind.len()..chains.len() {
+            blind.push(i);
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -724,13 +743,14 @@ impl Engine {
             rules,
             phase1,
             phase2,
-            base: set
+            base: FxHashMap::default(),
+            setup: set
                 .setup
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect(),
             chains,
-            triggers,
+            blind,
             prefilter,
             link_count: gid,
             groups,
@@ -744,7 +764,7 @@ impl Engine {
     /// policy overrides; every later request starts from them.
     pub fn configure(&mut self, paranoia: u8, tx: &[(String, String)]) {
         for (k, v) in tx {
-            self.base.insert(k.to_ascii_lowercase(), v.clone());
+            self.setup.insert(k.to_ascii_lowercase(), v.clone());
         }
         for key in [
             "paranoia_level",
@@ -752,9 +772,123 @@ impl Engine {
             "blocking_paranoia_level",
             "detection_paranoia_level",
         ] {
-            self.base.insert(key.into(), paranoia.to_string());
+            self.setup.insert(key.into(), paranoia.to_string());
+        }
+        self.base = self.setup.clone();
+        for r in &mut self.rules {
+            r.never = false;
+            r.always = false;
+            r.score = 0;
         }
         self.fold();
+        self.fold_opening();
+    }
+
+    /// Runs the actions that open phase 1 (`SecAction`s of constant `setvar`s, such as the
+    /// initialisation's scores at 0) into the base, once: before them only folded rules run,
+    /// so every request would write the same values at the same point. They stay recorded as
+    /// matched.
+    fn fold_opening(&mut self) {
+        for step in &self.phase1 {
+            let Step::Rule(i) = *step else { continue };
+            let Some(r) = self.rules.get(i) else { break };
+            if r.never {
+                continue;
+            }
+            if r.always && r.skip_after.is_none() {
+                continue;
+            }
+            // A `SecAction`, or a rule over transaction variables only: here they hold the
+            // base's values, so the base decides it.
+            let action = matches!(r.links.as_slice(), [l] if l.targets.is_empty());
+            let over_tx = r.links.iter().all(|l| {
+                !l.targets.is_empty()
+                    && l.transforms.is_empty()
+                    && !l.multi_match
+                    && l.targets
+                        .iter()
+                        .all(|t| t.coll == Coll::Tx && matches!(t.sel, Sel::Name(_)))
+                    && match &l.op {
+                        COp::Num(_, m)
+                        | COp::Within(m)
+                        | COp::Streq(m)
+                        | COp::BeginsWith(m)
+                        | COp::EndsWith(m)
+                        | COp::Contains(m)
+                        | COp::ContainsWord(m) => m
+                            .0
+                            .iter()
+                            .all(|p| matches!(p, Part::Lit(_) | Part::Tx(_))),
+                        COp::Rx(_) | COp::Pm(_) | COp::Always | COp::Never => true,
+                        _ => false,
+                    }
+            });
+            let constant = r.skip_after.is_none()
+                && r.links.iter().all(|l| {
+                    l.ctl.is_empty()
+                        && !l.capture
+                        && l.setvars.iter().all(|sv| {
+                            sv.lower.is_some()
+                                && sv
+                                    .value
+                                    .0
+                                    .iter()
+                                    .all(|p| matches!(p, Part::Lit(_) | Part::Tx(_)))
+                        })
+                });
+            if !(action || over_tx) || !constant {
+                break;
+            }
+            if !action && !super::txn::matches_on_base(self, r) {
+                if let Some(r) = self.rules.get_mut(i) {
+                    r.never = true;
+                }
+                continue;
+            }
+            let Some(r) = self.rules.get(i) else { break };
+            let mut score = 0u32;
+            for sv in r.links.iter().flat_map(|l| l.setvars.iter()) {
+                let Some(name) = sv.lower.clone() else { continue };
+                let value: String =
+                    sv.value
+                        .0
+                        .iter()
+                        .map(|p| match p {
+                            Part::Lit(s) => s.as_str(),
+                            Part::Tx(k) => self.base.get(k).map_or("", String::as_str),
+                            _ => "",
+                        })
+                        .collect();
+                match sv.op {
+                    SetOp::Set => {
+                        self.base.insert(name, value);
+                    }
+                    SetOp::Delete => {
+                        self.base.remove(&name);
+                    }
+                    SetOp::Add | SetOp::Sub => {
+                        let d = super::txn::atoi(value.as_bytes());
+                        let cur = self
+                            .base
+                            .get(&name)
+                            .map_or(0, |v| super::txn::atoi(v.as_bytes()));
+                        let new = if sv.op == SetOp::Add {
+                            cur.saturating_add(d)
+                        } else {
+                            cur.saturating_sub(d)
+                        };
+                        self.base.insert(name, new.to_string());
+                        if sv.scores && sv.op == SetOp::Add {
+                            score = score.saturating_add(u32::try_from(d.max(0)).unwrap_or(0));
+                        }
+                    }
+                }
+            }
+            if let Some(r) = self.rules.get_mut(i) {
+                r.always = true;
+                r.score = score;
+            }
+        }
     }
 
     /// Marks the rules that cannot match with this configuration (see [`CRule::never`]).
@@ -969,6 +1103,46 @@ fn group_of(link: &CLink, groups: &mut Vec<Group>, keys: &mut Vec<String>) -> Op
     u32::try_from(at).ok()
 }
 
+/// `chain` without the case steps (`t:lowercase`) that only steps indifferent to letter case
+/// follow: through either, a value is the same but for ASCII case.
+fn case_blind(chain: &[Transform]) -> Vec<Transform> {
+    use Transform::*;
+    // Steps whose result, up to ASCII case, does not depend on the case of their input.
+    let indifferent = |t: &Transform| {
+        matches!(
+            t,
+            Lowercase
+                | Uppercase
+                | RemoveNulls
+                | ReplaceNulls
+                | RemoveWhitespace
+                | CompressWhitespace
+                | Trim
+                | TrimLeft
+                | TrimRight
+                | NormalizePath
+                | NormalizePathWin
+                | ReplaceComments
+                | RemoveComments
+                | RemoveCommentsChar
+                | UrlDecode
+                | UrlDecodeUni
+                | CmdLine
+                | Utf8ToUnicode
+                | Length
+        )
+    };
+    chain
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            !matches!(t, Lowercase | Uppercase)
+                || !chain.get(i + 1..).unwrap_or(&[]).iter().all(indifferent)
+        })
+        .map(|(_, t)| *t)
+        .collect()
+}
+
 /// A link, and for a pattern the literals one of which every match contains.
 #[allow(clippy::type_complexity)]
 fn compile_link(l: &Link, set: &Ruleset) -> Result<(CLink, Option<Vec<Vec<u8>>>), String> {
@@ -1062,8 +1236,10 @@ fn compile_link(l: &Link, set: &Ruleset) -> Result<(CLink, Option<Vec<Vec<u8>>>)
                         && !n.starts_with("outbound")
                         && (n.starts_with("anomaly_score_pl")
                             || n.starts_with("inbound_anomaly_score_pl"));
+                    let name = Macro::parse(&s.name);
                     CSetVar {
-                        name: Macro::parse(&s.name),
+                        lower: name.constant().map(str::to_ascii_lowercase),
+                        name,
                         op: s.op,
                         value: Macro::parse(&s.value),
                         scores,

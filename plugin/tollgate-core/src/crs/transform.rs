@@ -290,14 +290,15 @@ impl Triggers {
 const SPACE: &[u8] = b" \t\n\x0b\x0c\r";
 
 impl Transform {
+    /// A small number naming the transformation (every one differs), for keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
     /// The values this transformation can change (a superset is always safe).
     pub fn triggers(self) -> Triggers {
         use Transform::*;
-        let with_space = |extra: &[u8]| {
-            let mut v = SPACE.to_vec();
-            v.extend_from_slice(extra);
-            Triggers::of(&v)
-        };
+        let with_space = |extra: &[u8]| Triggers::of(SPACE).union(Triggers::of(extra));
         match self {
             Lowercase | Uppercase => Triggers {
                 case: true,

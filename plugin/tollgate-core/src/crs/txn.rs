@@ -19,7 +19,7 @@ use super::engine::{
     Sel, Step, COLLECTIONS,
 };
 use super::ruleset::{Ctl, SetOp};
-use super::transform::{self, Triggers};
+use super::transform::{self, Transform, Triggers};
 use super::Input;
 
 /// Runs both request phases.
@@ -54,13 +54,21 @@ struct Entry {
     value: Vec<u8>,
 }
 
-/// What a value becomes through one transformation chain, computed when first needed.
-#[derive(Default)]
-struct View {
-    /// The transformed bytes; `None` until computed, `Some(None)` when they equal the raw ones.
-    value: Option<Option<Vec<u8>>>,
-    /// The prefilter's verdict (link gids, one bit each); `None` until computed, `Some(None)`
-    /// when it equals the raw value's.
+/// What a value becomes through the transformations that changed it, in order: computed once
+/// and shared by every chain that comes to the same steps (a step that cannot change the value
+/// at hand, or did not, is no step).
+struct Form {
+    /// The value's previous form (a list per value, newest first).
+    prev: Option<u32>,
+    /// The steps that made it, each of which changed its input (see [`step_key`]).
+    steps: u128,
+    bytes: Vec<u8>,
+    mask: Triggers,
+    /// The form it came from (`None`: the raw value) when the last step changed only case:
+    /// the prefilter, which ignores case, says the same of both.
+    case_of: Option<Option<u32>>,
+    /// The prefilter's verdict (link gids, one bit each), once computed; `Some(None)` when it
+    /// is another's (see `case_of`, or bytes equal to the raw ones but for case).
     flags: Option<Option<Vec<u64>>>,
 }
 
@@ -74,9 +82,12 @@ struct Table {
     masks: Vec<Option<Triggers>>,
     /// Per value: the prefilter's verdict on the raw bytes.
     raw_flags: Vec<Option<Vec<u64>>>,
-    /// Per value and chain: index into `views` + 1 (0: none yet).
+    /// Per value and chain: 0 when not computed yet, 1 for the raw value, `2 + i` for
+    /// `forms[i]`.
     view_of: Vec<u32>,
-    views: Vec<View>,
+    forms: Vec<Form>,
+    /// Per value: its newest form.
+    newest: Vec<Option<u32>>,
     chains: usize,
     scratch: transform::Scratch,
     /// Per target group: its values in this phase, `(collection read, value)`, once resolved.
@@ -89,8 +100,8 @@ struct Table {
 enum Verdict {
     /// No prefilter: every link is a candidate.
     Always,
-    /// In `views[i].flags`.
-    View(usize),
+    /// In `forms[i].flags`.
+    Form(usize),
     /// In `raw_flags[v]` (the chain does not change the value for the prefilter).
     Raw(u32),
 }
@@ -135,6 +146,7 @@ impl Table {
         let values = self.entries.len() * 2;
         self.masks.resize(values, None);
         self.raw_flags.resize(values, None);
+        self.newest.resize(values, None);
         self.view_of.resize(values * self.chains, 0);
     }
 
@@ -162,43 +174,81 @@ impl Table {
         m
     }
 
-    fn view(&mut self, v: u32, chain: usize) -> Option<usize> {
-        let slot = (v as usize).checked_mul(self.chains)?.checked_add(chain)?;
-        let at = *self.view_of.get(slot)?;
-        if at > 0 {
-            return Some(at as usize - 1);
+    /// Value `v` through chain `chain`: `None` for the raw bytes, else the form's index.
+    fn view(&mut self, engine: &Engine, v: u32, chain: usize) -> Option<usize> {
+        let slot = (v as usize)
+            .checked_mul(self.chains)
+            .and_then(|x| x.checked_add(chain));
+        match slot.and_then(|s| self.view_of.get(s)) {
+            Some(0) => {}
+            Some(1) | None => return None,
+            Some(at) => return Some(*at as usize - 2),
         }
-        self.views.push(View::default());
-        let i = self.views.len();
-        if let Some(s) = self.view_of.get_mut(slot) {
-            *s = u32::try_from(i).unwrap_or(0);
+        let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
+        let mut at: Option<usize> = None;
+        let mut mask = self.mask(v);
+        let mut done: Option<u128> = Some(0);
+        for t in steps {
+            if !t.triggers().touch(mask, true) {
+                continue;
+            }
+            let before = done;
+            done = done.and_then(|k| step_key(k, *t));
+            if let Some(i) = done.and_then(|k| self.form_of(v, k)) {
+                at = Some(i);
+                mask = self.forms.get(i).map_or(mask, |f| f.mask);
+                continue;
+            }
+            let input = match at.and_then(|i| self.forms.get(i)) {
+                Some(f) => f.bytes.as_slice(),
+                None => raw_of(&self.entries, v),
+            };
+            let mut out = Vec::with_capacity(input.len());
+            if !t.apply(input, &mut out) {
+                done = before;
+                continue;
+            }
+            let case_only = matches!(t, Transform::Lowercase | Transform::Uppercase);
+            mask = mask_of(&out);
+            let prev = self.newest.get(v as usize).copied().flatten();
+            if let Some(n) = self.newest.get_mut(v as usize) {
+                *n = u32::try_from(self.forms.len()).ok();
+            }
+            self.forms.push(Form {
+                prev,
+                // A chain too long for a key shares nothing.
+                steps: done.unwrap_or(u128::MAX),
+                bytes: out,
+                mask,
+                case_of: case_only.then(|| at.and_then(|i| u32::try_from(i).ok())),
+                flags: None,
+            });
+            at = Some(self.forms.len() - 1);
         }
-        Some(i - 1)
+        if let Some(s) = slot.and_then(|s| self.view_of.get_mut(s)) {
+            *s = at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1));
+        }
+        at
+    }
+
+    /// Value `v`'s form made by `steps`, if there is one yet.
+    fn form_of(&self, v: u32, steps: u128) -> Option<usize> {
+        let mut at = self.newest.get(v as usize).copied().flatten();
+        while let Some(i) = at {
+            let f = self.forms.get(i as usize)?;
+            if f.steps == steps {
+                return Some(i as usize);
+            }
+            at = f.prev;
+        }
+        None
     }
 
     /// Value `v` through chain `chain`.
     fn value(&mut self, engine: &Engine, v: u32, chain: usize) -> &[u8] {
-        let Some(i) = self.view(v, chain) else {
-            return &[];
-        };
-        if self.views.get(i).is_some_and(|x| x.value.is_none()) {
-            let t = engine.triggers.get(chain).copied().unwrap_or_default();
-            let m = self.mask(v);
-            let untouched = !t.touch(m, true);
-            let computed = if untouched {
-                None
-            } else {
-                let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
-                let raw = raw_of(&self.entries, v);
-                Some(transform::apply_chain(steps, raw, &mut self.scratch).to_vec())
-            };
-            if let Some(x) = self.views.get_mut(i) {
-                x.value = Some(computed);
-            }
-        }
-        match self.views.get(i).and_then(|x| x.value.as_ref()) {
-            Some(Some(own)) => own,
-            _ => self.raw(v),
+        match self.view(engine, v, chain) {
+            Some(i) => self.forms.get(i).map_or(&[][..], |f| f.bytes.as_slice()),
+            None => self.raw(v),
         }
     }
 
@@ -207,56 +257,51 @@ impl Table {
         let Some(pf) = engine.prefilter.as_ref() else {
             return Verdict::Always;
         };
-        let Some(i) = self.view(v, chain) else {
-            return Verdict::Always;
-        };
-        if self.views.get(i).is_some_and(|x| x.flags.is_none()) {
-            // Case does not matter to the prefilter: only the other triggers make the
-            // transformed form differ for it.
-            let t = engine.triggers.get(chain).copied().unwrap_or_default();
-            let m = self.mask(v);
-            let mut same = !t.touch(m, false);
-            if !same {
-                self.value(engine, v, chain);
+        let chain = engine.blind.get(chain).copied().unwrap_or(chain);
+        let mut at = self.view(engine, v, chain);
+        // Down the case-only steps: their verdict is their source's.
+        while let Some(Form {
+            case_of: Some(from),
+            ..
+        }) = at.and_then(|i| self.forms.get(i))
+        {
+            at = from.map(|x| x as usize);
+        }
+        if let Some(i) = at {
+            if self.forms.get(i).is_some_and(|f| f.flags.is_none()) {
                 let raw = raw_of(&self.entries, v);
-                same = match self.views.get(i).and_then(|x| x.value.as_ref()) {
-                    Some(Some(own)) => own.eq_ignore_ascii_case(raw),
-                    _ => true,
-                };
-            }
-            let flags = if same {
-                None
-            } else {
-                match self.views.get(i).and_then(|x| x.value.as_ref()) {
-                    Some(Some(own)) => Some(scan(pf, own, engine.link_count)),
-                    _ => None,
+                let flags = self.forms.get(i).and_then(|f| {
+                    (!f.bytes.eq_ignore_ascii_case(raw))
+                        .then(|| scan(pf, &f.bytes, engine.link_count))
+                });
+                if let Some(f) = self.forms.get_mut(i) {
+                    f.flags = Some(flags);
                 }
-            };
-            if let Some(x) = self.views.get_mut(i) {
-                x.flags = Some(flags);
+            }
+            if self
+                .forms
+                .get(i)
+                .is_some_and(|f| matches!(f.flags, Some(Some(_))))
+            {
+                return Verdict::Form(i);
             }
         }
-        match self.views.get(i).and_then(|x| x.flags.as_ref()) {
-            Some(Some(_)) => Verdict::View(i),
-            _ => {
-                if self.raw_flags.get(v as usize).is_some_and(Option::is_none) {
-                    let bits = scan(pf, self.raw(v), engine.link_count);
-                    if let Some(slot) = self.raw_flags.get_mut(v as usize) {
-                        *slot = Some(bits);
-                    }
-                }
-                Verdict::Raw(v)
+        if self.raw_flags.get(v as usize).is_some_and(Option::is_none) {
+            let bits = scan(pf, self.raw(v), engine.link_count);
+            if let Some(slot) = self.raw_flags.get_mut(v as usize) {
+                *slot = Some(bits);
             }
         }
+        Verdict::Raw(v)
     }
 
     fn verdict_bits(&self, at: &Verdict) -> Option<&[u64]> {
         match at {
             Verdict::Always => None,
-            Verdict::View(i) => self
-                .views
+            Verdict::Form(i) => self
+                .forms
                 .get(*i)
-                .and_then(|x| x.flags.as_ref())
+                .and_then(|f| f.flags.as_ref())
                 .and_then(Option::as_deref),
             Verdict::Raw(v) => self.raw_flags.get(*v as usize).and_then(Option::as_deref),
         }
@@ -307,6 +352,14 @@ impl Table {
         self.unions.insert(key, acc);
         hit
     }
+}
+
+/// `key` (a sequence of steps) followed by `t`; `None` past 24 steps.
+fn step_key(key: u128, t: Transform) -> Option<u128> {
+    if key >> 115 != 0 {
+        return None;
+    }
+    Some(key * 32 + u128::from(t.code()) + 1)
 }
 
 /// One pass of the prefilter automaton: the links one of whose literals occurs in `value`.
@@ -422,8 +475,10 @@ enum Src<'e> {
     Entry(u32),
     /// One transaction variable, read when tested.
     Tx(&'e str),
-    /// A value computed for this look-up (counts, MATCHED_*, a TX walk).
+    /// A value computed for this look-up (MATCHED_*, a TX walk).
     Own(String, Vec<u8>),
+    /// How many values a target has (`&ARGS`).
+    Count(Coll, usize),
 }
 
 impl<'e, 'a> Txn<'e, 'a> {
@@ -448,7 +503,8 @@ impl<'e, 'a> Txn<'e, 'a> {
             masks: Vec::new(),
             raw_flags: Vec::new(),
             view_of: Vec::new(),
-            views: Vec::with_capacity(64),
+            forms: Vec::with_capacity(64),
+            newest: Vec::new(),
             chains: engine.chains.len(),
             scratch: transform::Scratch::default(),
             groups: Vec::new(),
@@ -633,7 +689,7 @@ impl<'e, 'a> Txn<'e, 'a> {
                     if rule.always {
                         self.st.outcome.matched.push(Match {
                             id: rule.id,
-                            score: 0,
+                            score: rule.score,
                             logged: rule.log,
                         });
                         if let Some(m) = rule.skip_after {
@@ -757,7 +813,7 @@ impl<'e, 'a> Txn<'e, 'a> {
         if t.count {
             let n = out.len() - start;
             out.truncate(start);
-            out.push(Src::Own(format!("&{label}"), n.to_string().into_bytes()));
+            out.push(Src::Count(t.coll, n));
         }
     }
 
@@ -765,6 +821,7 @@ impl<'e, 'a> Txn<'e, 'a> {
     fn name_of(&self, target: Coll, src: &Src<'_>) -> String {
         match src {
             Src::Own(n, _) => n.clone(),
+            Src::Count(c, _) => format!("&{}", c.label()),
             Src::Tx(k) => format!("TX:{k}"),
             Src::Entry(v) => {
                 let label = target.label();
@@ -942,8 +999,19 @@ impl<'e, 'a> Txn<'e, 'a> {
             }
             return hits;
         }
+        if let (Src::Count(_, n), false, true) =
+            (src, link.multi_match, link.transforms.is_empty())
+        {
+            let mut digits = [0u8; 20];
+            let value = decimal(*n, &mut digits);
+            if let Some(c) = self.st.test(link, value) {
+                hits.push((c, value.to_vec()));
+            }
+            return hits;
+        }
         let value: Vec<u8> = match src {
             Src::Own(_, v) => v.clone(),
+            Src::Count(_, n) => n.to_string().into_bytes(),
             Src::Tx(k) => self.st.tx.get(k).unwrap_or("").as_bytes().to_vec(),
             Src::Entry(v) => self.table.raw(*v).to_vec(),
         };
@@ -1108,7 +1176,10 @@ impl State<'_, '_> {
 
     /// Runs one setvar; returns what it added to the inbound anomaly score.
     fn setvar(&mut self, sv: &CSetVar) -> u32 {
-        let name = self.expand(&sv.name).to_ascii_lowercase();
+        let name: Cow<'_, str> = match &sv.lower {
+            Some(n) => Cow::Borrowed(n.as_str()),
+            None => Cow::Owned(self.expand(&sv.name).to_ascii_lowercase()),
+        };
         match sv.op {
             SetOp::Set => {
                 let value = self.expand(&sv.value).into_owned();
@@ -1136,6 +1207,22 @@ impl State<'_, '_> {
             }
         }
     }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.get(at..).unwrap_or(&[])
 }
 
 fn plain_word(v: &[u8]) -> bool {
@@ -1199,7 +1286,7 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
 }
 
 /// C's `atoi`: optional sign, leading digits, 0 otherwise.
-fn atoi(v: &[u8]) -> i64 {
+pub(super) fn atoi(v: &[u8]) -> i64 {
     let s = v.trim_ascii_start();
     let (neg, digits) = match s.split_first() {
         Some((b'-', r)) => (true, r),
