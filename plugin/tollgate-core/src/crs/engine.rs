@@ -146,6 +146,8 @@ pub struct Engine {
     pub(super) base: FxHashMap<String, String>,
     /// The rule set's setup variables and the policy's, as configured.
     setup: FxHashMap<String, String>,
+    /// libinjection's verdicts on values seen before.
+    pub(super) memo: super::memo::Memo,
     /// The distinct transformation chains; a link names its chain by index.
     pub(super) chains: Vec<Vec<Transform>>,
     /// Per chain: the chain the prefilter reads it through, the same but for case steps that
@@ -744,6 +746,7 @@ impl Engine {
             phase1,
             phase2,
             base: FxHashMap::default(),
+            memo: super::memo::Memo::default(),
             setup: set
                 .setup
                 .iter()
@@ -815,10 +818,9 @@ impl Engine {
                         | COp::BeginsWith(m)
                         | COp::EndsWith(m)
                         | COp::Contains(m)
-                        | COp::ContainsWord(m) => m
-                            .0
-                            .iter()
-                            .all(|p| matches!(p, Part::Lit(_) | Part::Tx(_))),
+                        | COp::ContainsWord(m) => {
+                            m.0.iter().all(|p| matches!(p, Part::Lit(_) | Part::Tx(_)))
+                        }
                         COp::Rx(_) | COp::Pm(_) | COp::Always | COp::Never => true,
                         _ => false,
                     }
@@ -848,17 +850,19 @@ impl Engine {
             let Some(r) = self.rules.get(i) else { break };
             let mut score = 0u32;
             for sv in r.links.iter().flat_map(|l| l.setvars.iter()) {
-                let Some(name) = sv.lower.clone() else { continue };
-                let value: String =
-                    sv.value
-                        .0
-                        .iter()
-                        .map(|p| match p {
-                            Part::Lit(s) => s.as_str(),
-                            Part::Tx(k) => self.base.get(k).map_or("", String::as_str),
-                            _ => "",
-                        })
-                        .collect();
+                let Some(name) = sv.lower.clone() else {
+                    continue;
+                };
+                let value: String = sv
+                    .value
+                    .0
+                    .iter()
+                    .map(|p| match p {
+                        Part::Lit(s) => s.as_str(),
+                        Part::Tx(k) => self.base.get(k).map_or("", String::as_str),
+                        _ => "",
+                    })
+                    .collect();
                 match sv.op {
                     SetOp::Set => {
                         self.base.insert(name, value);

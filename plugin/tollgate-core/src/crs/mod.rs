@@ -15,6 +15,7 @@ pub mod body;
 pub mod dir;
 pub mod engine;
 pub mod import;
+mod memo;
 pub mod pcre;
 pub mod prefilter;
 pub mod ruleset;

@@ -18,6 +18,7 @@ use super::engine::{
     CLink, COp, CRule, CSetVar, CTarget, Cmp, Coll, Engine, Macro, Match, Outcome, Part, Prefilter,
     Sel, Step, COLLECTIONS,
 };
+use super::memo::{Detector, Memo};
 use super::ruleset::{Ctl, SetOp};
 use super::transform::{self, Transform, Triggers};
 use super::Input;
@@ -445,6 +446,7 @@ impl Tx<'_> {
 
 /// What rules write and read besides the request's values.
 struct State<'e, 'a> {
+    memo: &'e Memo,
     input: &'a Input<'a>,
     headers: Vec<(String, &'a [u8])>,
     tx: Tx<'e>,
@@ -563,6 +565,7 @@ impl<'e, 'a> Txn<'e, 'a> {
             engine,
             table,
             st: State {
+                memo: &engine.memo,
                 input,
                 headers,
                 tx: Tx {
@@ -999,8 +1002,7 @@ impl<'e, 'a> Txn<'e, 'a> {
             }
             return hits;
         }
-        if let (Src::Count(_, n), false, true) =
-            (src, link.multi_match, link.transforms.is_empty())
+        if let (Src::Count(_, n), false, true) = (src, link.multi_match, link.transforms.is_empty())
         {
             let mut digits = [0u8; 20];
             let value = decimal(*n, &mut digits);
@@ -1084,19 +1086,29 @@ impl State<'_, '_> {
             // injection to libinjection, so it is not tokenised at all.
             COp::Sqli | COp::Xss if plain_word(v) => plain(false),
             COp::Sqli => {
-                let r = libinjectionrs::detect_sqli(v);
-                if r.is_injection() {
-                    let fp = r.fingerprint.map(|f| f.to_string()).unwrap_or_default();
-                    (true, vec![fp.into_bytes()])
-                } else {
-                    plain(false)
+                let found = self.memo.get_or(Detector::Sqli, v, |v| {
+                    let r = libinjectionrs::detect_sqli(v);
+                    r.is_injection().then(|| {
+                        r.fingerprint
+                            .map(|f| f.to_string())
+                            .unwrap_or_default()
+                            .into_bytes()
+                    })
+                });
+                match found {
+                    Some(fp) => (true, vec![fp]),
+                    None => plain(false),
                 }
             }
             COp::Xss => {
-                if libinjectionrs::detect_xss(v).is_injection() {
-                    (true, vec![v.to_vec()])
-                } else {
-                    plain(false)
+                let found = self.memo.get_or(Detector::Xss, v, |v| {
+                    libinjectionrs::detect_xss(v)
+                        .is_injection()
+                        .then(|| v.to_vec())
+                });
+                match found {
+                    Some(c) => (true, vec![c]),
+                    None => plain(false),
                 }
             }
             COp::ByteRange(set) => plain(v.iter().any(|b| {
