@@ -19,14 +19,12 @@
 
 mod abi;
 pub mod cases;
-pub mod diff;
 mod host;
 mod http;
 mod plugin;
 mod process;
 mod state;
 mod vm;
-pub mod yamlpos;
 
 pub use abi::{Status, PROVIDED};
 pub use host::Host;

@@ -28,6 +28,10 @@ pub mod tables;
 mod template;
 pub mod validate;
 
+/// The version of the policy format: what a policy document may say and what it means. A
+/// change that makes an accepted document mean something else, or refuses one, raises it.
+pub const POLICY_FORMAT: u32 = 1;
+
 pub use cidr::Cidr;
 pub use compile::{config_edge, load_plugin_config, parse_duration_secs, parse_rate, Embedded};
 pub use decide::{Block, BlockKind, Verdict};

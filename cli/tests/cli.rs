@@ -10,16 +10,26 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn tollgate(args: &[&str]) -> (i32, String) {
+    let (code, stdout, stderr) = tollgate_split(args);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// The exit status, stdout and stderr apart.
+fn tollgate_split(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(args)
         .output()
         .expect("running tollgate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// stdout as one JSON document.
+fn json_of(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
 }
 
 fn scratch(name: &str, text: &str) -> PathBuf {
@@ -98,10 +108,172 @@ fn check_prints_every_error_with_its_line_and_path() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
-    let (code, out) = tollgate(&["frobnicate"]);
-    assert_eq!(code, 2);
-    assert!(out.contains("usage:"), "{out}");
+fn usage_errors_exit_2_on_stderr() {
+    for args in [
+        &["frobnicate"][..],
+        &[],
+        &["check"],
+        &["diff", "only-one.yaml"],
+        &["test", "--wasm"],
+        &[
+            "crs",
+            "import",
+            "/usr/share/modsecurity-crs",
+            "--paranoia",
+            "5",
+        ],
+        &["check", "--format", "xml", "policies/retail.yaml"],
+    ] {
+        let (code, stdout, stderr) = tollgate_split(args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "{args:?}: usage errors go to stderr: {stdout}"
+        );
+        assert!(
+            stderr.contains("Usage:") || stderr.contains("try '--help'"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A file that cannot be read is not a policy failure.
+    let (code, _, stderr) = tollgate_split(&["check", "/nonexistent/policy.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("reading /nonexistent/policy.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_on_the_command_and_every_subcommand_exits_0() {
+    for args in [
+        &["--help"][..],
+        &["help"],
+        &["test", "--help"],
+        &["check", "--help"],
+        &["diff", "--help"],
+        &["schema", "--help"],
+        &["crs", "--help"],
+        &["crs", "import", "--help"],
+        &["completions", "--help"],
+        &["help", "diff"],
+    ] {
+        let (code, stdout, stderr) = tollgate_split(args);
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert!(stdout.contains("Usage: tollgate"), "{args:?}: {stdout}");
+    }
+    let (_, top, _) = tollgate_split(&["--help"]);
+    for sub in ["test", "check", "diff", "schema", "crs", "completions"] {
+        assert!(
+            top.contains(&format!("  {sub} ")),
+            "{sub} missing from:\n{top}"
+        );
+    }
+    assert!(top.contains("Exit status: 0 ok; 1 "), "{top}");
+}
+
+#[test]
+fn version_names_the_plugin_and_the_formats() {
+    let (code, stdout, _) = tollgate_split(&["--version"]);
+    assert_eq!(code, 0);
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "tollgate {v} (plugin {v}, policy format {}, CRS rule set format {})",
+            tollgate_core_formats().0,
+            tollgate_core_formats().1
+        )
+    );
+}
+
+/// The formats as the core declares them (read from its source, which the CLI compiles in).
+fn tollgate_core_formats() -> (String, String) {
+    let root = harness::workspace_root();
+    let grab = |file: &str, name: &str| {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("pub const {name}: u32 = ")))
+            .unwrap_or_else(|| panic!("{name} in {file}"));
+        line.trim_end_matches(';')
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    (
+        grab("plugin/tollgate-core/src/lib.rs", "POLICY_FORMAT"),
+        grab("plugin/tollgate-core/src/crs/ruleset.rs", "FORMAT"),
+    )
+}
+
+#[test]
+fn check_speaks_json_for_pipelines() {
+    let root = harness::workspace_root();
+    let good = root.join("policies/dealer.yaml");
+    let bad = scratch(
+        "bad-json.yaml",
+        "version: v1\nedge: retail\nroutes:\n  - name: orders\n    path: /v1/orders\n    methods: [GETT]\n",
+    );
+    let (code, stdout, _) = tollgate_split(&["check", "--format", "json", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    let v = json_of(&stdout);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["files"][0]["edge"], "dealer");
+    assert!(v["files"][0]["rules"].as_u64().unwrap() > 0, "{v}");
+
+    let (code, stdout, _) = tollgate_split(&[
+        "check",
+        "--format",
+        "json",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let v = json_of(&stdout);
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["files"][0]["valid"], true);
+    let errors = v["files"][1]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert_eq!(errors[0]["path"], "routes[0].methods[0]");
+    assert_eq!(errors[0]["line"], 6);
+}
+
+#[test]
+fn test_speaks_json_for_pipelines() {
+    let cases = scratch(
+        "wrong-json.yaml",
+        "edge: retail\ncases:\n  - name: this expectation is wrong\n    request:\n      path: /internal/admin\n      headers: {x-forwarded-for: 192.0.2.10}\n    expect:\n      status: 200\n  - name: this one holds\n    request:\n      path: /internal/admin\n      headers: {x-forwarded-for: 192.0.2.10}\n    expect:\n      status: 404\n",
+    );
+    let (code, stdout, _) = tollgate_split(&["test", "--format", "json", cases.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    let v = json_of(&stdout);
+    assert_eq!(
+        (v["total"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let c = &v["files"][0]["cases"];
+    assert_eq!(c[0]["passed"], false);
+    assert_eq!(c[0]["problems"][0], "status: expected 200, got 404");
+    assert_eq!(c[1]["passed"], true);
+}
+
+#[test]
+fn completions_for_the_usual_shells() {
+    for (shell, mark) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef tollgate"),
+        ("fish", "complete -c tollgate"),
+    ] {
+        let (code, stdout, stderr) = tollgate_split(&["completions", shell]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(mark), "{shell}: {stdout}");
+        for sub in ["check", "diff", "import"] {
+            assert!(stdout.contains(sub), "{shell} completes {sub}");
+        }
+    }
 }
 
 #[test]
@@ -158,6 +330,54 @@ fn diff_explains_what_a_push_changes() {
     let (code, out) = tollgate(&["diff", old_path.to_str().unwrap(), bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("routes[0].methods[0]"), "{out}");
+
+    // The same, as JSON.
+    let (code, stdout, _) = tollgate_split(&[
+        "diff",
+        "--format",
+        "json",
+        old_path.to_str().unwrap(),
+        new_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let v = json_of(&stdout);
+    let d = &v["diff"];
+    assert_eq!(
+        (d["added"].as_u64(), d["changed"].as_u64()),
+        (Some(1), Some(5)),
+        "{v}"
+    );
+    assert_eq!(
+        (d["loosened"].as_u64(), d["tightened"].as_u64()),
+        (Some(3), Some(2)),
+        "{v}"
+    );
+    assert_eq!(
+        d["state"]["rate_limit.login-per-ip"],
+        "reset (definition changed)"
+    );
+    assert!(
+        d["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["subject"] == "route press-kit"
+                && c["kind"] == "added"
+                && c["effect"] == "loosened"),
+        "{v}"
+    );
+    let (code, stdout, _) = tollgate_split(&[
+        "diff",
+        "--format",
+        "json",
+        old_path.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        json_of(&stdout)["invalid"][0]["errors"][0]["path"],
+        "routes[0].methods[0]"
+    );
 }
 
 fn schema_file() -> PathBuf {
@@ -171,7 +391,7 @@ fn the_checked_in_schema_is_what_the_format_types_generate() {
     let file = std::fs::read_to_string(schema_file()).unwrap();
     assert!(
         out == file,
-        "policies/policy.schema.json is stale: run `cargo run -p host-tests --bin tollgate -- schema > policies/policy.schema.json`"
+        "policies/policy.schema.json is stale: run `cargo run -p tollgate -- schema > policies/policy.schema.json`"
     );
 }
 

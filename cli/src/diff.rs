@@ -477,6 +477,36 @@ impl Diff {
         self.all().filter(|(_, c)| c.effect == effect).count()
     }
 
+    /// The changes as JSON (`tollgate diff --format json`).
+    pub fn to_json(&self) -> Value {
+        let changes: Vec<Value> = self
+            .all()
+            .map(|(kind, c)| {
+                serde_json::json!({
+                    "kind": if kind.is_empty() { "changed" } else { kind },
+                    "effect": c.effect.word(),
+                    "subject": c.subject,
+                    "what": c.what,
+                })
+            })
+            .collect();
+        let state: serde_json::Map<String, Value> = self
+            .state
+            .iter()
+            .map(|(t, w)| (t.clone(), Value::from(*w)))
+            .collect();
+        serde_json::json!({
+            "changes": changes,
+            "state": state,
+            "added": self.added.len(),
+            "removed": self.removed.len(),
+            "changed": self.changed.len(),
+            "loosened": self.count(Effect::Loosened),
+            "tightened": self.count(Effect::Tightened),
+            "neither": self.count(Effect::Changed),
+        })
+    }
+
     /// The report `tollgate diff` prints.
     pub fn report(&self) -> String {
         let mut s = String::new();
