@@ -5,6 +5,7 @@ mod backend;
 mod common;
 mod compose;
 mod config;
+mod dashboard;
 mod dealer;
 mod detection;
 mod istio;
