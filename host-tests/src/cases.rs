@@ -18,7 +18,11 @@
 //!       headers: {content-type: application/problem+json, allow: null}   # null: absent
 //!       body: {rule: routing}       # top-level fields of a JSON body
 //!       metrics: {requests.blocked: 1, rule.routing.blocked: 1}          # increments
+//!       not_forwarded: [x-tollgate-refused]   # request headers the backend must not receive
 //! ```
+//!
+//! `not_forwarded` reads the backend's answer: both backends (the host's and the demo backend
+//! in Envoy) list the names of the request headers they received in `header_names`.
 //!
 //! Metric names are relative to `tollgate.<edge>.`; each is compared as the change over the
 //! case, so cases need not run alone.
@@ -100,6 +104,9 @@ pub struct Expect {
     /// Metric increments over the case, names relative to `tollgate.<edge>.`.
     #[serde(default)]
     pub metrics: BTreeMap<String, i64>,
+    /// Request headers the backend must not have received (from its `header_names`).
+    #[serde(default)]
+    pub not_forwarded: Vec<String>,
 }
 
 /// What a target observed for one request.
@@ -205,6 +212,24 @@ pub fn differences(expect: &Expect, seen: &Observed) -> Vec<String> {
                 "body: expected a JSON object, got {:?}",
                 String::from_utf8_lossy(&seen.body)
             )),
+        }
+    }
+    if !expect.not_forwarded.is_empty() {
+        let names = seen.json().and_then(|b| b.get("header_names").cloned());
+        match names.as_ref().and_then(Value::as_array) {
+            Some(list) => {
+                for h in &expect.not_forwarded {
+                    if list
+                        .iter()
+                        .any(|n| n.as_str().is_some_and(|n| n.eq_ignore_ascii_case(h)))
+                    {
+                        out.push(format!("not_forwarded: the backend received {h}"));
+                    }
+                }
+            }
+            None => {
+                out.push("not_forwarded: the answer is not the backend's (no header_names)".into())
+            }
         }
     }
     for (name, want) in &expect.metrics {

@@ -242,8 +242,10 @@ fn test() -> Result<()> {
         ]))?;
     // The filter and the host's probe are wasm32-wasip1 cdylibs: the tests build them for that
     // target and run them in Envoy and in the wasmtime host; they are not built natively.
+    // Every test binary runs even after one fails, so one run shows every failing suite.
     let (passed, failed) = run_tests(cargo().args([
         "test",
+        "--no-fail-fast",
         "--workspace",
         "--exclude",
         "tollgate-filter",

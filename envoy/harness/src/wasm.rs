@@ -142,6 +142,51 @@ impl Reader<'_> {
 }
 
 /// The WASI functions Envoy's V8 runtime provides (FIELD-NOTES: anything else does not load).
+/// The proxy-wasm functions (module `env`) Envoy 1.40 gives a module: ABI 0.2.1 as the Rust
+/// SDK 0.2.5 imports it (37), and `proxy_get_buffer_status` and `proxy_call_foreign_function`.
+/// A module importing anything else fails to load. The wasmtime host provides exactly these.
+pub const ENVOY_PROXY: &[&str] = &[
+    "proxy_log",
+    "proxy_get_log_level",
+    "proxy_get_current_time_nanoseconds",
+    "proxy_set_tick_period_milliseconds",
+    "proxy_get_buffer_bytes",
+    "proxy_set_buffer_bytes",
+    "proxy_get_buffer_status",
+    "proxy_get_header_map_pairs",
+    "proxy_set_header_map_pairs",
+    "proxy_get_header_map_value",
+    "proxy_add_header_map_value",
+    "proxy_replace_header_map_value",
+    "proxy_remove_header_map_value",
+    "proxy_get_header_map_size",
+    "proxy_get_property",
+    "proxy_set_property",
+    "proxy_get_shared_data",
+    "proxy_set_shared_data",
+    "proxy_register_shared_queue",
+    "proxy_resolve_shared_queue",
+    "proxy_dequeue_shared_queue",
+    "proxy_enqueue_shared_queue",
+    "proxy_continue_stream",
+    "proxy_close_stream",
+    "proxy_send_local_response",
+    "proxy_http_call",
+    "proxy_grpc_call",
+    "proxy_grpc_stream",
+    "proxy_grpc_send",
+    "proxy_grpc_cancel",
+    "proxy_grpc_close",
+    "proxy_get_status",
+    "proxy_set_effective_context",
+    "proxy_call_foreign_function",
+    "proxy_done",
+    "proxy_define_metric",
+    "proxy_increment_metric",
+    "proxy_record_metric",
+    "proxy_get_metric",
+];
+
 pub const ENVOY_WASI: &[&str] = &[
     "fd_write",
     "fd_read",

@@ -13,6 +13,16 @@ fn the_host_provides_every_import_of_the_rust_sdk_and_envoys_wasi_subset() {
         .filter(|(m, _)| *m == "wasi_snapshot_preview1")
         .count();
     assert_eq!(proxy, 39);
+    let env: Vec<&str> = PROVIDED
+        .iter()
+        .filter(|(m, _)| *m == "env")
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(
+        env,
+        harness::wasm::ENVOY_PROXY,
+        "the host provides what Envoy does"
+    );
     assert_eq!(wasi, harness::wasm::ENVOY_WASI.len());
     for name in harness::wasm::ENVOY_WASI {
         assert!(

@@ -111,8 +111,11 @@ fn flagged_requests_go_on_marked_and_the_table_never_grows() {
     // A flood of dealers: 64 slots in 4 blocks per rule, made at configuration, and the seed.
     let (keys_before, _) = plugin.process().shared_size("tollgate");
     for d in 0..2000 {
-        let _ = plugin.send(lookup("/vehicles/WVWZZZ1JZXW000001", &format!("D-{d}")));
+        let ex = plugin.send(lookup("/vehicles/WVWZZZ1JZXW000001", &format!("D-{d}")));
+        // One look-up per dealer: each is allowed, and nothing traps.
+        assert_eq!(ex.status(), Some(200), "dealer D-{d}");
     }
+    assert!(plugin.traps().is_empty(), "{:?}", plugin.traps());
     let (keys, bytes) = plugin.process().shared_size("tollgate");
     assert_eq!(keys, keys_before);
     assert_eq!(

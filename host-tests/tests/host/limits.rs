@@ -307,10 +307,29 @@ fn failed_logins_ban_the_address_across_workers_until_the_ban_ends() {
         assert_eq!(r.json().unwrap()["type"], "urn:tollgate:problem:banned");
     }
     assert_eq!(plugin.metric("tollgate.t.ban.stuffing.refused"), Some(2));
-    // Others are not affected; a successful login does not count.
+    // Others are not affected, and a successful login does not count: four failures, then
+    // twenty successes, then a fifth failure is the first that bans.
+    for _ in 0..4 {
+        assert_eq!(
+            plugin.send(login("192.0.2.67", "wrong")).status(),
+            Some(401)
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            plugin.send(login("192.0.2.67", "right")).status(),
+            Some(200)
+        );
+    }
+    assert_eq!(plugin.metric("tollgate.t.ban.stuffing.banned"), Some(1));
+    assert_eq!(
+        plugin.send(login("192.0.2.67", "wrong")).status(),
+        Some(401)
+    );
+    assert_eq!(plugin.metric("tollgate.t.ban.stuffing.banned"), Some(2));
     assert_eq!(
         plugin.send(login("192.0.2.67", "right")).status(),
-        Some(200)
+        Some(429)
     );
     // The ban ends.
     plugin.advance(Duration::from_secs(600));

@@ -93,7 +93,10 @@ fn hostile_requests_never_trap_the_filter_and_always_get_an_answer() {
         }
     }
     assert!(p.traps().is_empty());
-    let total = p.metric("tollgate.retail.requests.allowed").unwrap_or(0)
-        + p.metric("tollgate.retail.requests.blocked").unwrap_or(0);
+    let total = p
+        .metric("tollgate.retail.requests.allowed")
+        .expect("allowed counter")
+        + p.metric("tollgate.retail.requests.blocked")
+            .expect("blocked counter");
     assert_eq!(total, 3000, "every request counted once");
 }

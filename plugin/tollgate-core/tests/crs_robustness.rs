@@ -1229,17 +1229,32 @@ struct Shape {
 }
 
 /// The quickest of three evaluations.
-fn best_of_three(engine: &Engine, req: &Request) -> Duration {
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            let out = evaluate(engine, &req.input());
-            let took = start.elapsed();
-            let _ = std::hint::black_box(out);
-            took
-        })
-        .min()
-        .unwrap()
+/// The fastest of repeated evaluations (at least three, and at least 100 ms of them): the
+/// least disturbed by the rest of the machine.
+fn fastest(engine: &Engine, req: &Request) -> Duration {
+    let started = Instant::now();
+    let mut best = Duration::MAX;
+    let mut runs = 0;
+    while runs < 3 || (started.elapsed() < Duration::from_millis(100) && runs < 10_000) {
+        let start = Instant::now();
+        let out = evaluate(engine, &req.input());
+        best = best.min(start.elapsed());
+        let _ = std::hint::black_box(out);
+        runs += 1;
+    }
+    best
+}
+
+/// How much longer an input 64 times as large may take, per byte of input: 1.5 times what
+/// linear work takes. Measured here: 53–92 times (the larger inputs, megabytes of values, run
+/// out of the caches). n^1.1 takes 97 times, n^1.5 512, n² 4,096. n log n (88–99 times at these
+/// sizes) is not told apart from linear work by timing on this machine: the gap is as wide as
+/// the cache effects.
+const GROWTH_BOUND: f64 = 96.0;
+
+/// A request's size: its URI and body.
+fn size(r: &Request) -> f64 {
+    (r.uri.len() + r.body.as_ref().map_or(0, Vec::len)) as f64
 }
 
 fn multipart_parts(k: usize) -> Request {
@@ -1338,20 +1353,26 @@ fn hostile_shapes_stay_linear() {
     let mut slow = Vec::new();
     for s in &shapes {
         let small = (s.build)(s.n);
-        let large = (s.build)(16 * s.n);
-        let t1 = best_of_three(engine, &small);
-        let t16 = best_of_three(engine, &large);
-        eprintln!("{:<60} n: {t1:>10.2?}  16n: {t16:>10.2?}", s.name);
-        if t16 >= t1 * 64 + Duration::from_millis(50) {
+        let large = (s.build)(64 * s.n);
+        let t1 = fastest(engine, &small);
+        let t64 = fastest(engine, &large);
+        // Per byte: a shape's bytes may grow a little faster than its count (`f9` → `f8191`).
+        let bytes = size(&large) / size(&small);
+        let growth = t64.as_secs_f64() / t1.as_secs_f64().max(1e-9) * 64.0 / bytes;
+        eprintln!(
+            "{:<60} n: {t1:>10.2?}  64n: {t64:>10.2?}  growth {growth:>6.1}",
+            s.name
+        );
+        if growth > GROWTH_BOUND {
             slow.push(format!(
-                "{}: {t1:.2?} at n = {}, {t16:.2?} at 16n",
+                "{}: {t1:.2?} at n = {}, {t64:.2?} at 64n ({growth:.1} times)",
                 s.name, s.n
             ));
         }
     }
     assert!(
         slow.is_empty(),
-        "evaluation grows faster than linearly (16n took over 64 times n plus 50 ms):\n{}",
+        "evaluation grows faster than linearly (64n took over {GROWTH_BOUND} times n):\n{}",
         slow.join("\n")
     );
 }

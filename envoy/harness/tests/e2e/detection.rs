@@ -35,6 +35,21 @@ fn catalogue(ua: &str, i: usize) -> Request {
         .header("user-agent", ua)
 }
 
+/// Every string in a JSON value (object keys included).
+fn strings_in(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings_in(x, out)),
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.push(k.clone());
+                strings_in(x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn detected(r: &Response) -> bool {
     r.status == 403
         && r.json()
@@ -53,6 +68,7 @@ fn the_corpus_through_envoy_with_the_shipped_retail_policy() {
         i += 1;
         i
     };
+    let mut missed = Vec::new();
     for class in ["sqli", "xss", "traversal", "command", "ssrf", "scanner"] {
         let lines = corpus(&format!("attack/{class}.txt"));
         let mut hit = 0;
@@ -62,22 +78,35 @@ fn the_corpus_through_envoy_with_the_shipped_retail_policy() {
             } else {
                 booking(line, next())
             };
+            let served = backend.served();
             let r = req.send(envoy.addr).unwrap();
+            // Checked per attack: a refusal after the request went upstream is no refusal.
+            assert_eq!(
+                backend.served(),
+                served,
+                "{class}: reached the backend: {line}"
+            );
             if detected(&r) {
-                // The answer names classes, never the payload.
+                // The answer names classes, never the payload: not in the text, and not in
+                // any string of the JSON once decoded (a payload with `"` or `\` is escaped
+                // in the text).
                 assert!(!r.text().contains(line.as_str()), "{class}: payload echoed");
+                let body = r.json().unwrap();
+                let mut strings = Vec::new();
+                strings_in(&body, &mut strings);
+                assert!(
+                    strings.iter().all(|s| !s.contains(line.as_str())),
+                    "{class}: payload echoed in {body}"
+                );
                 hit += 1;
             } else {
-                eprintln!("  missed {class}: {line} -> {}", r.status);
+                missed.push(format!("{class}: {line} -> {}", r.status));
             }
         }
-        let rate = 100.0 * hit as f64 / lines.len() as f64;
-        eprintln!(
-            "{class:<10} {hit}/{} detected through Envoy ({rate:.1}%)",
-            lines.len()
-        );
-        assert!(rate >= 95.0, "{class}: {hit}/{}", lines.len());
+        eprintln!("{class:<10} {hit}/{} detected through Envoy", lines.len());
     }
+    // The corpus README says every attack line is refused: through Envoy too.
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
     let served = backend.served();
     let (mut n, mut fp) = (0, 0);
     for line in corpus("benign/values.txt") {
@@ -101,13 +130,18 @@ fn the_corpus_through_envoy_with_the_shipped_retail_policy() {
         }
     }
     eprintln!("benign: {fp}/{n} refused through Envoy");
-    assert!(fp as f64 <= 0.005 * n as f64, "{fp}/{n} false positives");
+    // Measured: none (the corpus is deterministic, so no margin).
+    assert_eq!(fp, 0, "{fp}/{n} false positives");
     assert_eq!(backend.served() - served, (n - fp) as u64);
     let sqli = envoy
         .stat("wasmcustom.tollgate.retail.detection.sqli.detected")
         .unwrap()
-        .unwrap_or(0);
-    assert!(sqli >= 95, "sqli detections counted: {sqli}");
+        .expect("the sqli counter exists");
+    let sqli_lines = corpus("attack/sqli.txt").len() as u64;
+    assert!(
+        sqli >= sqli_lines,
+        "sqli detections counted: {sqli} for {sqli_lines} lines"
+    );
 }
 
 const ENUMERATION: &str = r#"{"version":"e2e-enumeration","edge":"dealer",
@@ -159,7 +193,7 @@ fn a_vin_sweep_is_refused_across_workers_and_a_recall_sweep_flagged() {
     let over = envoy
         .stat("wasmcustom.tollgate.dealer.enumeration.vin-sweep.over")
         .unwrap()
-        .unwrap_or(0);
+        .expect("the enumeration counter exists");
     assert_eq!(
         over,
         60 - allowed as u64,

@@ -84,10 +84,42 @@ fn a_plugin_config_runs_in_envoy_as_istiod_delivers_it() {
             "{}",
             s.envoy.log()
         );
-        let r = s.send(Request::new("GET", "/nowhere").header("x-forwarded-for", "192.0.2.10"));
+        // It accepts: a request the policy allows reaches the backend.
+        let allowed = match edge {
+            "retail" => Request::new("GET", "/v1/configurator/models?market=de")
+                .header("x-forwarded-for", "192.0.2.10")
+                .header(
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+                ),
+            _ => Request::new("GET", "/v1/vehicles/WVWZZZ1JZXW000001")
+                .header("x-forwarded-for", "192.0.2.10")
+                .header("x-dealer-id", "D-1001")
+                .header("authorization", "Bearer dealer-token"),
+        };
+        let served = s.backend.served();
+        let r = s.send(allowed);
+        assert_eq!(r.status, 200, "{edge}: {}", r.text());
+        assert_eq!(r.header("x-demo-backend"), Some("1"), "{edge}");
+        assert_eq!(s.backend.served(), served + 1);
+        // And it enforces: an unknown route is refused by the routing rule, before the backend.
+        let mut unknown =
+            Request::new("GET", "/v1/nowhere").header("x-forwarded-for", "192.0.2.10");
+        if edge == "dealer" {
+            unknown = unknown
+                .header("x-dealer-id", "D-1001")
+                .header("authorization", "Bearer dealer-token");
+        }
+        let r = s.send(unknown);
+        assert_eq!(r.status, 404, "{edge}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
-        assert!(r.status == 403 || r.status == 404, "{edge}: {}", r.text());
+        assert_eq!(r.json().unwrap()["rule"], "routing", "{edge}");
         assert_eq!(r.header("x-demo-backend"), None);
+        assert_eq!(
+            s.backend.served(),
+            served + 1,
+            "{edge}: refused, yet served"
+        );
     }
 }
 

@@ -55,7 +55,8 @@ fn a_limit_holds_within_two_percent_across_two_workers_under_concurrent_load() {
         envoy
             .stat(&format!("wasmcustom.tollgate.retail.rate_limit.ping.{n}"))
             .unwrap()
-            .unwrap_or(0)
+            // A counter that does not exist is a failure, not a zero.
+            .unwrap_or_else(|| panic!("no stat rate_limit.ping.{n}"))
     };
     // When wrk stops, requests still in flight (one per connection at most) were counted by
     // the filter but not answered: by the backend (admitted) or to wrk (refused).

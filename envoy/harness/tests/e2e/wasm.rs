@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use harness::wasm::{ensure_wasm, imports, ENVOY_WASI};
+use harness::wasm::{ensure_wasm, imports, ENVOY_PROXY, ENVOY_WASI};
 use harness::workspace_root;
 
 #[test]
@@ -14,7 +14,7 @@ fn the_module_imports_only_what_envoy_provides() {
         .any(|(_, n)| n == "proxy_send_local_response"));
     for (module, name) in &imports {
         let ok = match module.as_str() {
-            "env" => name.starts_with("proxy_"),
+            "env" => ENVOY_PROXY.contains(&name.as_str()),
             "wasi_snapshot_preview1" => ENVOY_WASI.contains(&name.as_str()),
             _ => false,
         };
@@ -52,6 +52,35 @@ fn the_module_is_newer_than_every_source_it_is_built_from() {
             "{} is older than {}: a stale module",
             wasm.display(),
             input.display()
+        );
+    }
+    // Right after `ensure_wasm` built it, the module is fresh by construction; what can go
+    // stale is what cargo does not watch. The policies' build script embeds the YAML policies
+    // and the machine's Core Rule Set: it must tell cargo to rebuild when they change.
+    let build = root.join("target/wasm/wasm32-wasip1/release/build");
+    let newest_output = std::fs::read_dir(&build)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tollgate-policies-"))
+        })
+        .map(|p| p.join("output"))
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .expect("the policies' build-script output");
+    let watched = std::fs::read_to_string(&newest_output).unwrap();
+    for input in [
+        "retail.yaml",
+        "dealer.yaml",
+        "/usr/share/modsecurity-crs/rules",
+    ] {
+        assert!(
+            watched
+                .lines()
+                .any(|l| l == format!("cargo::rerun-if-changed={input}")),
+            "{}: cargo does not rebuild when {input} changes:\n{watched}",
+            newest_output.display()
         );
     }
     // The size goal (issue 14, with the Core Rule Set engine and both policies' imported rule

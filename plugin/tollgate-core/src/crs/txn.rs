@@ -83,13 +83,13 @@ struct Table {
     masks: Vec<Option<Triggers>>,
     /// Per value: the prefilter's verdict on the raw bytes.
     raw_flags: Vec<Option<Vec<u64>>>,
-    /// Per value and chain: 0 when not computed yet, 1 for the raw value, `2 + i` for
-    /// `forms[i]`.
-    view_of: Vec<u32>,
+    /// Per value, the chains computed for it: `(chain, 1)` for the raw value, `(chain, 2 + i)`
+    /// for `forms[i]`. A short list per value: a request with many values meets few chains per
+    /// value (a table of values × chains would cost megabytes for a body of small parts).
+    view_of: Vec<Vec<(u32, u32)>>,
     forms: Vec<Form>,
     /// Per value: its newest form.
     newest: Vec<Option<u32>>,
-    chains: usize,
     scratch: transform::Scratch,
     /// Per target group: its values in this phase, `(collection read, value)`, once resolved.
     groups: Vec<Option<Vec<(Coll, u32)>>>,
@@ -148,7 +148,7 @@ impl Table {
         self.masks.resize(values, None);
         self.raw_flags.resize(values, None);
         self.newest.resize(values, None);
-        self.view_of.resize(values * self.chains, 0);
+        self.view_of.resize_with(values, Vec::new);
     }
 
     fn scalar(&mut self, coll: Coll, value: Vec<u8>) {
@@ -177,13 +177,15 @@ impl Table {
 
     /// Value `v` through chain `chain`: `None` for the raw bytes, else the form's index.
     fn view(&mut self, engine: &Engine, v: u32, chain: usize) -> Option<usize> {
-        let slot = (v as usize)
-            .checked_mul(self.chains)
-            .and_then(|x| x.checked_add(chain));
-        match slot.and_then(|s| self.view_of.get(s)) {
-            Some(0) => {}
-            Some(1) | None => return None,
-            Some(at) => return Some(*at as usize - 2),
+        let c = u32::try_from(chain).unwrap_or(u32::MAX);
+        let known = self
+            .view_of
+            .get(v as usize)
+            .and_then(|l| l.iter().find(|(x, _)| *x == c));
+        match known {
+            None => {}
+            Some((_, 0 | 1)) => return None,
+            Some((_, at)) => return Some(*at as usize - 2),
         }
         let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
         let mut at: Option<usize> = None;
@@ -226,8 +228,8 @@ impl Table {
             });
             at = Some(self.forms.len() - 1);
         }
-        if let Some(s) = slot.and_then(|s| self.view_of.get_mut(s)) {
-            *s = at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1));
+        if let Some(l) = self.view_of.get_mut(v as usize) {
+            l.push((c, at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1))));
         }
         at
     }
@@ -507,7 +509,6 @@ impl<'e, 'a> Txn<'e, 'a> {
             view_of: Vec::new(),
             forms: Vec::with_capacity(64),
             newest: Vec::new(),
-            chains: engine.chains.len(),
             scratch: transform::Scratch::default(),
             groups: Vec::new(),
             unions: FxHashMap::default(),

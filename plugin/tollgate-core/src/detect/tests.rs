@@ -213,24 +213,31 @@ fn linear_on_hostile_shapes() {
         "(select",
     ] {
         let small = unit.repeat(2_000);
-        let big = unit.repeat(32_000);
+        let big = unit.repeat(128_000);
+        // The fastest of repeated runs (at least three, and 50 ms of them).
         let time = |s: &str| {
-            let t = std::time::Instant::now();
-            let mut f = Findings::default();
-            d.value(
-                s.as_bytes(),
-                false,
-                Location::Value,
-                &mut Vec::new(),
-                &mut f,
-            );
-            t.elapsed()
+            let started = std::time::Instant::now();
+            let mut best = std::time::Duration::MAX;
+            let mut runs = 0;
+            while runs < 3 || (started.elapsed().as_millis() < 50 && runs < 10_000) {
+                let t = std::time::Instant::now();
+                let mut f = Findings::default();
+                d.value(
+                    s.as_bytes(),
+                    false,
+                    Location::Value,
+                    &mut Vec::new(),
+                    &mut f,
+                );
+                best = best.min(t.elapsed());
+                runs += 1;
+            }
+            best
         };
         let (a, b) = (time(&small), time(&big));
-        // 16 times the input: a linear scanner takes about 16 times as long; allow 64.
-        assert!(
-            b < a * 64 + std::time::Duration::from_millis(20),
-            "{unit}: {a:?} vs {b:?}"
-        );
+        // 64 times the input: linear work takes about 64 times as long; allow 1.5 times that
+        // (n^1.1 would take 97 times, n^1.5 512, n² 4,096).
+        let growth = b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+        assert!(growth < 96.0, "{unit}: {a:?} vs {b:?} ({growth:.1} times)");
     }
 }
