@@ -83,10 +83,13 @@ struct Table {
     masks: Vec<Option<Triggers>>,
     /// Per value: the prefilter's verdict on the raw bytes.
     raw_flags: Vec<Option<Vec<u64>>>,
-    /// Per value, the chains computed for it: `(chain, 1)` for the raw value, `(chain, 2 + i)`
-    /// for `forms[i]`. A short list per value: a request with many values meets few chains per
-    /// value (a table of values × chains would cost megabytes for a body of small parts).
-    view_of: Vec<Vec<(u32, u32)>>,
+    /// The chains computed per value, as lists in one arena: `view_head[v]` is the index + 1
+    /// of value `v`'s newest entry in `view_links`, an entry is `(chain, at, next + 1)`, and
+    /// `at` is 1 for the raw value, `2 + i` for `forms[i]`. A request with many values meets
+    /// few chains per value: a table of values × chains would cost megabytes for a body of
+    /// small parts.
+    view_head: Vec<u32>,
+    view_links: Vec<(u32, u32, u32)>,
     forms: Vec<Form>,
     /// Per value: its newest form.
     newest: Vec<Option<u32>>,
@@ -148,7 +151,7 @@ impl Table {
         self.masks.resize(values, None);
         self.raw_flags.resize(values, None);
         self.newest.resize(values, None);
-        self.view_of.resize_with(values, Vec::new);
+        self.view_head.resize(values, 0);
     }
 
     fn scalar(&mut self, coll: Coll, value: Vec<u8>) {
@@ -178,14 +181,18 @@ impl Table {
     /// Value `v` through chain `chain`: `None` for the raw bytes, else the form's index.
     fn view(&mut self, engine: &Engine, v: u32, chain: usize) -> Option<usize> {
         let c = u32::try_from(chain).unwrap_or(u32::MAX);
-        let known = self
-            .view_of
-            .get(v as usize)
-            .and_then(|l| l.iter().find(|(x, _)| *x == c));
-        match known {
-            None => {}
-            Some((_, 0 | 1)) => return None,
-            Some((_, at)) => return Some(*at as usize - 2),
+        let mut link = self.view_head.get(v as usize).copied().unwrap_or(0);
+        while let Some(&(x, at, next)) = link
+            .checked_sub(1)
+            .and_then(|i| self.view_links.get(i as usize))
+        {
+            if x == c {
+                return match at {
+                    0 | 1 => None,
+                    at => Some(at as usize - 2),
+                };
+            }
+            link = next;
         }
         let steps = engine.chains.get(chain).map_or(&[][..], Vec::as_slice);
         let mut at: Option<usize> = None;
@@ -228,8 +235,10 @@ impl Table {
             });
             at = Some(self.forms.len() - 1);
         }
-        if let Some(l) = self.view_of.get_mut(v as usize) {
-            l.push((c, at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1))));
+        if let Some(head) = self.view_head.get_mut(v as usize) {
+            let at = at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1));
+            self.view_links.push((c, at, *head));
+            *head = u32::try_from(self.view_links.len()).unwrap_or(0);
         }
         at
     }
@@ -506,7 +515,8 @@ impl<'e, 'a> Txn<'e, 'a> {
             ranges: [(0, 0); COLLECTIONS],
             masks: Vec::new(),
             raw_flags: Vec::new(),
-            view_of: Vec::new(),
+            view_head: Vec::new(),
+            view_links: Vec::with_capacity(256),
             forms: Vec::with_capacity(64),
             newest: Vec::new(),
             scratch: transform::Scratch::default(),
