@@ -2,8 +2,8 @@
 //!
 //! Exit status: 0 when everything checked passed, 1 when a policy is invalid or a case failed
 //! (or a rule set could not be imported), 2 for a usage error or a file that cannot be read.
-//! Errors and reports of what was left out go to stderr; results go to stdout, as text or, with
-//! `--format json`, as one JSON document.
+//! Errors (a policy's, usage, I/O) and reports of what was left out go to stderr; results go
+//! to stdout, as text or, with `--format json`, as one JSON document (errors included).
 
 mod diff;
 mod yamlpos;
@@ -259,17 +259,17 @@ fn load(path: &Path) -> Result<Loaded> {
     }
 }
 
-/// Prints a file's errors as `file:line: path: message`.
+/// Prints a file's errors to stderr as `file:line: path: message`.
 fn print_errors(shown: &str, errors: &[(u64, String, String)]) {
     for (line, path, message) in errors {
         let at = if path.is_empty() { "(document)" } else { path };
         if *line == 0 {
-            println!("{shown}: {message}");
+            eprintln!("{shown}: {message}");
         } else {
-            println!("{shown}:{line}: {at}: {message}");
+            eprintln!("{shown}:{line}: {at}: {message}");
         }
     }
-    println!("{shown}: {} error(s)", errors.len());
+    eprintln!("{shown}: {} error(s)", errors.len());
 }
 
 fn errors_json(errors: &[(u64, String, String)]) -> Value {

@@ -89,8 +89,10 @@ fn check_prints_every_error_with_its_line_and_path() {
         "bad.yaml",
         "version: v1\nedge: retail\nroutes:\n  - name: orders\n    path: /v1/orders\n    methods:\n      - GET\n      - GETT\nip_lists:\n  - name: x\n    action: maybe\n    cidrs: [10.0.0.0/33]\n",
     );
-    let (code, out) = tollgate(&["check", policy.to_str().unwrap()]);
-    assert_eq!(code, 1, "{out}");
+    let (code, stdout, stderr) = tollgate_split(&["check", policy.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "errors go to stderr: {stdout}");
+    let out = stderr;
     let shown = policy.display().to_string();
     assert!(
         out.contains(&format!("{shown}:8: routes[0].methods[1]:")),
