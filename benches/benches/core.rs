@@ -291,34 +291,6 @@ fn detection(c: &mut Criterion) {
 
     // A booking body with free text: the body's strings through every detector.
     let retail = policy("retail");
-    // The engine remembers libinjection's verdicts on values it has seen (a browser's
-    // User-Agent and Referer repeat from request to request); here every request brings a
-    // User-Agent and a Referer it has not seen, so nothing is remembered.
-    if let Some((edge, name, h)) = cases.first() {
-        let p = policy(edge);
-        let mut n = 0u64;
-        g.bench_function(
-            format!(
-                "{edge} {name}, a new User-Agent and Referer each time: with the Core Rule Set"
-            ),
-            |b| {
-                b.iter_batched(
-                    || {
-                        n += 1;
-                        let mut h = h.clone();
-                        for (k, v) in &mut h {
-                            if k == "user-agent" || k == "referer" {
-                                v.extend_from_slice(format!(" {n}").as_bytes());
-                            }
-                        }
-                        h
-                    },
-                    |h| p.decide(black_box(&Request::from_headers(&h, None))),
-                    criterion::BatchSize::SmallInput,
-                )
-            },
-        );
-    }
     let (booking, body) = booking();
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     g.bench_function("retail booking body (5 strings): detect_body", |b| {

@@ -805,25 +805,9 @@ impl Engine {
             // base's values, so the base decides it.
             let action = matches!(r.links.as_slice(), [l] if l.targets.is_empty());
             let over_tx = r.links.iter().all(|l| {
-                !l.targets.is_empty()
-                    && l.transforms.is_empty()
-                    && !l.multi_match
-                    && l.targets
-                        .iter()
-                        .all(|t| t.coll == Coll::Tx && matches!(t.sel, Sel::Name(_)))
-                    && match &l.op {
-                        COp::Num(_, m)
-                        | COp::Within(m)
-                        | COp::Streq(m)
-                        | COp::BeginsWith(m)
-                        | COp::EndsWith(m)
-                        | COp::Contains(m)
-                        | COp::ContainsWord(m) => {
-                            m.0.iter().all(|p| matches!(p, Part::Lit(_) | Part::Tx(_)))
-                        }
-                        COp::Rx(_) | COp::Pm(_) | COp::Always | COp::Never => true,
-                        _ => false,
-                    }
+                reads_only_tx(l, &|_| true, &|m| {
+                    m.0.iter().all(|p| matches!(p, Part::Lit(_) | Part::Tx(_)))
+                })
             });
             let constant = r.skip_after.is_none()
                 && r.links.iter().all(|l| {
@@ -950,25 +934,10 @@ impl Engine {
         };
         let mut verdicts = Vec::with_capacity(self.rules.len());
         for r in &self.rules {
-            let foldable = r.links.iter().all(|l| {
-                !l.targets.is_empty()
-                    && l.transforms.is_empty()
-                    && !l.multi_match
-                    && l.targets
-                        .iter()
-                        .all(|t| t.coll == Coll::Tx && matches!(&t.sel, Sel::Name(n) if fixed(n)))
-                    && match &l.op {
-                        COp::Num(_, m)
-                        | COp::Within(m)
-                        | COp::Streq(m)
-                        | COp::BeginsWith(m)
-                        | COp::EndsWith(m)
-                        | COp::Contains(m)
-                        | COp::ContainsWord(m) => static_macro(m),
-                        COp::Rx(_) | COp::Pm(_) | COp::Always | COp::Never => true,
-                        _ => false,
-                    }
-            });
+            let foldable = r
+                .links
+                .iter()
+                .all(|l| reads_only_tx(l, &fixed, &static_macro));
             let matches = foldable && super::txn::matches_on_base(self, r);
             let inert = r
                 .links
@@ -1001,6 +970,32 @@ impl Engine {
     pub fn evaluate(&self, input: &Input<'_>) -> Outcome {
         super::txn::evaluate(self, input)
     }
+}
+
+/// Whether a link reads only transaction variables, by names `name_ok` accepts, untransformed,
+/// through an operator whose argument `macro_ok` accepts: a link the base values can decide.
+fn reads_only_tx(
+    l: &CLink,
+    name_ok: &dyn Fn(&str) -> bool,
+    macro_ok: &dyn Fn(&Macro) -> bool,
+) -> bool {
+    !l.targets.is_empty()
+        && l.transforms.is_empty()
+        && !l.multi_match
+        && l.targets
+            .iter()
+            .all(|t| t.coll == Coll::Tx && matches!(&t.sel, Sel::Name(n) if name_ok(n)))
+        && match &l.op {
+            COp::Num(_, m)
+            | COp::Within(m)
+            | COp::Streq(m)
+            | COp::BeginsWith(m)
+            | COp::EndsWith(m)
+            | COp::Contains(m)
+            | COp::ContainsWord(m) => macro_ok(m),
+            COp::Rx(_) | COp::Pm(_) | COp::Always | COp::Never => true,
+            _ => false,
+        }
 }
 
 fn parse_targets(s: &str) -> Result<Vec<Target>, String> {
