@@ -15,6 +15,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -31,34 +33,7 @@ const CRS_DIR: &str = "/usr/share/modsecurity-crs";
 // Helpers
 // ------------------------------------------------------------------------------------------------
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// True once in `n` times.
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-    /// Up to `max` random bytes.
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = self.below(max + 1);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// One element of a non-empty slice.
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
+use common::Rng;
 
 /// A file of the machine's CRS; a missing CRS fails the test, never skips it.
 fn crs_file(name: &str) -> String {
