@@ -265,6 +265,9 @@ pub struct Exchange {
     pub trap: Option<Trap>,
     /// Log lines written during this exchange's callbacks.
     pub logs: Vec<LogLine>,
+    /// The response could not be parsed by the client (a header with a bare CR, LF or NUL,
+    /// which Envoy writes as the plugin gave it): what went wrong. `response` is then `None`.
+    pub client_error: Option<String>,
 }
 
 impl Exchange {
@@ -275,6 +278,6 @@ impl Exchange {
 
     /// Whether the stream is still waiting.
     pub fn pending(&self) -> bool {
-        self.response.is_none() && !self.reset
+        self.response.is_none() && !self.reset && self.client_error.is_none()
     }
 }

@@ -29,7 +29,7 @@ mod vm;
 pub use abi::{Status, PROVIDED};
 pub use host::Host;
 pub use http::{echo_upstream, Exchange, Forwarded, Request, Response, Upstream};
-pub use plugin::{FailurePolicy, GrpcEvent, Plugin, PluginOptions, Refusal, Worker};
+pub use plugin::{FailurePolicy, GrpcEvent, Plugin, PluginOptions, Refusal, Worker, CANARY};
 pub use process::{Metric, MetricKind, Process, SharedFault, EPOCH_NANOS};
 pub use state::{level, GrpcCall, Headers, HttpCall, LocalResponse, LogLine, PluginSpec};
 pub use vm::{StartError, Trap};

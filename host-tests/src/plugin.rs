@@ -53,7 +53,27 @@ pub struct PluginOptions {
     /// Replace the client's `x-request-id` with a fresh one, as Envoy does for external clients
     /// (the edges set `use_remote_address`, and do not preserve external request ids).
     pub replace_request_id: bool,
+    /// Start a canary VM first, as Envoy does for each new configuration: it runs
+    /// `proxy_on_vm_start` and `proxy_on_configure` once more (its log lines carry the worker
+    /// index [`CANARY`]), its refusal refuses the configuration, and then it is dropped.
+    pub canary: bool,
+    /// Run a VM on Envoy's main thread too, as Envoy's thread-local slots do: it starts after
+    /// the canary, has the worker index `workers` (one past the last worker), gets ticks, queue
+    /// notifications and callout answers, and serves no requests.
+    pub main_thread: bool,
+    /// Envoy's connection buffer limit (`per_connection_buffer_limit_bytes`, 1 MiB by default):
+    /// no body call delivers more than this, and a body the plugin buffers (Pause on a body
+    /// call) past it ends the stream, with 413 on the request side or a reset once the
+    /// response headers are out. `None`: no limit.
+    pub buffer_limit: Option<usize>,
+    /// HTTP/1.1 framing of body calls: every chunk comes with end of stream unset, and the end
+    /// comes in a call of its own (with no new bytes, or the buffered ones after a Pause), as
+    /// Envoy's HTTP/1 codec delivers a body. `false`: the last chunk carries end of stream.
+    pub http1_body_calls: bool,
 }
+
+/// The worker index of the canary VM's log lines.
+pub const CANARY: usize = usize::MAX;
 
 impl std::fmt::Debug for PluginOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,25 +86,32 @@ impl std::fmt::Debug for PluginOptions {
 }
 
 impl PluginOptions {
-    /// One worker, FAIL_RELOAD with Envoy's default backoff, a `backend` cluster, the echo
-    /// upstream, request ids generated.
+    /// As Envoy runs a plugin with nothing else configured: one worker, FAIL_CLOSED (Envoy's
+    /// default `failure_policy`), a canary VM, a 1 MiB buffer limit and HTTP/1.1 body calls;
+    /// a `backend` cluster, the echo upstream, request ids generated.
     pub fn new(spec: PluginSpec) -> Self {
         PluginOptions {
             spec,
             workers: 1,
-            failure: FailurePolicy::FailReload {
-                backoff: Duration::from_secs(1),
-            },
+            failure: FailurePolicy::FailClosed,
             clusters: vec!["backend".into()],
             upstream: echo_upstream(),
             generate_request_id: true,
             replace_request_id: false,
+            canary: true,
+            main_thread: true,
+            buffer_limit: Some(1 << 20),
+            http1_body_calls: true,
         }
     }
 
-    /// As the shipped edges run the plugin: clients are external (their request ids replaced)
-    /// and `allow_on_headers_stop_iteration` is set.
+    /// As the shipped edges run the plugin: FAIL_RELOAD with Envoy's default backoff (1 s),
+    /// clients are external (their request ids replaced) and `allow_on_headers_stop_iteration`
+    /// is set.
     pub fn edge(mut self) -> Self {
+        self.failure = FailurePolicy::FailReload {
+            backoff: Duration::from_secs(1),
+        };
         self.replace_request_id = true;
         self.spec.allow_on_headers_stop_iteration = true;
         self
@@ -139,6 +166,8 @@ struct Deploy {
     upstream: Upstream,
     generate_request_id: bool,
     replace_request_id: bool,
+    buffer_limit: Option<usize>,
+    http1_body_calls: bool,
 }
 
 /// An event on a gRPC call or stream, delivered by the test.
@@ -190,6 +219,12 @@ struct Flow {
     resp_buffer: Vec<u8>,
     resp_out: Vec<u8>,
     resp_trailers: Option<Headers>,
+    /// The request body as the filter gets it, one entry per body call.
+    req_chunks: Vec<Vec<u8>>,
+    /// The response body as the filter gets it, one entry per body call (none for HEAD).
+    resp_chunks: Vec<Vec<u8>>,
+    /// A HEAD request: responses to it have no body.
+    head: bool,
     /// A local reply is on its way: later local replies are ignored.
     replied: bool,
     /// The request headers stopped (StopIteration) while the body goes on being delivered:
@@ -245,9 +280,14 @@ impl std::fmt::Debug for Worker {
 
 /// A plugin configuration running on one or more workers.
 pub struct Plugin {
+    /// The workers, then the main thread's VM (if any), which serves no requests.
     workers: Vec<Worker>,
+    /// How many of `workers` serve requests.
+    serving: usize,
     next: usize,
     process: Arc<Process>,
+    /// What the canary VM logged.
+    canary_logs: Vec<LogLine>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -281,9 +321,29 @@ impl Plugin {
             upstream: options.upstream,
             generate_request_id: options.generate_request_id,
             replace_request_id: options.replace_request_id,
+            buffer_limit: options.buffer_limit,
+            http1_body_calls: options.http1_body_calls,
         });
+        let mut canary_logs = Vec::new();
+        if options.canary {
+            // Envoy validates a configuration on a VM of its own first; a refusal there refuses
+            // it. The canary serves nothing afterwards.
+            let (vm, logs) = start_vm(&deploy, CANARY);
+            match vm {
+                Ok(vm) => drop(vm),
+                Err(error) => return Err(Refusal { error, logs }),
+            }
+            canary_logs = logs;
+        }
         let mut workers = Vec::new();
-        for index in 0..options.workers.max(1) {
+        let serving = options.workers.max(1);
+        // The main thread's VM starts first, then the workers'.
+        let order = options
+            .main_thread
+            .then_some(serving)
+            .into_iter()
+            .chain(0..serving);
+        for index in order {
             let (vm, logs) = start_vm(&deploy, index);
             match vm {
                 Ok(vm) => workers.push(Worker {
@@ -305,26 +365,29 @@ impl Plugin {
                 Err(error) => return Err(Refusal { error, logs }),
             }
         }
+        workers.sort_by_key(|w| w.index);
         for w in &mut workers {
             w.after_call(None);
         }
         Ok(Plugin {
             workers,
+            serving,
             next: 0,
             process,
+            canary_logs,
         })
     }
 
     /// Sends a request on the next worker (round robin).
     pub fn send(&mut self, req: Request) -> Exchange {
-        let i = self.next % self.workers.len();
+        let i = self.next % self.serving;
         self.next = self.next.wrapping_add(1);
         self.send_on(i, req)
     }
 
     /// Sends a request on worker `i` (modulo the number of workers).
     pub fn send_on(&mut self, i: usize, req: Request) -> Exchange {
-        let n = self.workers.len();
+        let n = self.serving;
         match self.workers.get_mut(i % n) {
             Some(w) => w.send(req),
             None => Exchange::default(),
@@ -333,7 +396,8 @@ impl Plugin {
 
     /// The workers, to drive from threads of the test's own.
     pub fn workers_mut(&mut self) -> &mut [Worker] {
-        &mut self.workers
+        let n = self.serving.min(self.workers.len());
+        self.workers.split_at_mut(n).0
     }
 
     /// The process the workers share.
@@ -352,12 +416,16 @@ impl Plugin {
         self.process.get_shared(&vm_id, key)
     }
 
-    /// Every log line so far that no exchange took, in order per worker; drains them.
+    /// Every log line so far that no exchange took, in order per worker (the canary's first);
+    /// drains them.
     pub fn take_logs(&mut self) -> Vec<LogLine> {
-        self.workers
-            .iter_mut()
-            .flat_map(|w| std::mem::take(&mut w.logs))
-            .collect()
+        let mut all = std::mem::take(&mut self.canary_logs);
+        all.extend(
+            self.workers
+                .iter_mut()
+                .flat_map(|w| std::mem::take(&mut w.logs)),
+        );
+        all
     }
 
     /// Exchanges that completed after they were returned pending; drains them.
@@ -539,6 +607,9 @@ impl Worker {
             resp_buffer: Vec::new(),
             resp_out: Vec::new(),
             resp_trailers: None,
+            req_chunks: Vec::new(),
+            resp_chunks: Vec::new(),
+            head: false,
             replied: false,
             headers_stopped: false,
             ex: Exchange {
@@ -567,6 +638,8 @@ impl Worker {
                 .headers
                 .push((b"x-request-id".to_vec(), rid.into_bytes()));
         }
+        flow.head = flow.request.method.eq_ignore_ascii_case("HEAD");
+        flow.req_chunks = self.deliveries(&flow.request.body, flow.request.trailers.is_some());
         self.prepare_vm(&mut flow);
         let source = flow.request.source;
         let peer_identity = flow.request.peer_identity.clone();
@@ -645,6 +718,25 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A body as the filter gets it, one entry per body call: pieces of at most the buffer
+    /// limit and, with HTTP/1.1 framing, the end in a call of its own (unless trailers end the
+    /// stream).
+    fn deliveries(&self, chunks: &[Vec<u8>], trailers: bool) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(chunks.len() + 1);
+        for c in chunks {
+            match self.deploy.buffer_limit {
+                Some(limit) if limit > 0 && c.len() > limit => {
+                    out.extend(c.chunks(limit).map(<[u8]>::to_vec));
+                }
+                _ => out.push(c.clone()),
+            }
+        }
+        if self.deploy.http1_body_calls && !trailers && !out.is_empty() {
+            out.push(Vec::new());
+        }
+        out
     }
 
     fn root_id(&self) -> u32 {
@@ -757,6 +849,7 @@ impl Worker {
         f.held = false;
         f.replied = true;
         f.response = Response::new(503, Vec::new());
+        f.resp_chunks = Vec::new();
         f.resp_headers = f.response.header_map();
         f.resp_out = Vec::new();
         f.ex.details = "wasm_fail_stream".into();
@@ -825,12 +918,12 @@ impl Worker {
         let (map, eos) = if request {
             (
                 f.request.header_map(),
-                f.request.body.is_empty() && f.request.trailers.is_none(),
+                f.req_chunks.is_empty() && f.request.trailers.is_none(),
             )
         } else {
             (
                 f.response.header_map(),
-                f.response.body.is_empty() && f.response.trailers.is_none(),
+                f.resp_chunks.is_empty() && f.response.trailers.is_none(),
             )
         };
         let n = map.len() as i32;
@@ -889,12 +982,9 @@ impl Worker {
             return Step::Redirected;
         };
         let (chunks, has_trailers) = if request {
-            (&f.request.body, f.request.trailers.is_some())
+            (&f.req_chunks, f.request.trailers.is_some())
         } else {
-            (
-                &vec![f.response.body.clone()],
-                f.response.trailers.is_some(),
-            )
+            (&f.resp_chunks, f.response.trailers.is_some())
         };
         let chunk = chunks.get(i).cloned().unwrap_or_default();
         let last = i + 1 >= chunks.len();
@@ -904,8 +994,21 @@ impl Worker {
         } else {
             &mut f.resp_buffer
         };
+        let buffering = !buffer.is_empty();
         buffer.extend_from_slice(&chunk);
-        let visible = buffer.clone();
+        // Data added to a body the plugin buffers counts against the limit before the plugin
+        // sees it.
+        if buffering && self.over_limit(id, request) {
+            return Step::Redirected;
+        }
+        let Some(f) = self.flows.get_mut(&id) else {
+            return Step::Redirected;
+        };
+        let visible = if request {
+            f.req_buffer.clone()
+        } else {
+            f.resp_buffer.clone()
+        };
         let len = visible.len() as i32;
         if let Some(st) = self.stream_data(id) {
             if request {
@@ -937,6 +1040,9 @@ impl Worker {
             }
         }
         let step = self.settle(id, r, request);
+        if matches!(step, Step::Hold) && self.over_limit(id, request) {
+            return Step::Redirected;
+        }
         match step {
             // Paused on a chunk that is not the last: keep buffering, deliver the next one.
             Step::Hold if !eos => {
@@ -947,6 +1053,59 @@ impl Worker {
             }
             s => s,
         }
+    }
+
+    /// Whether the body buffered for the plugin is past the buffer limit; if so the stream ends
+    /// as Envoy ends it: a 413 on the request side (through the response callbacks, as any
+    /// local reply), a reset on the response side (its headers have gone to the client).
+    fn over_limit(&mut self, id: u32, request: bool) -> bool {
+        let Some(limit) = self.deploy.buffer_limit else {
+            return false;
+        };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        let buffered = if request {
+            f.req_buffer.len()
+        } else {
+            f.resp_buffer.len()
+        };
+        if buffered <= limit {
+            return false;
+        }
+        f.held = false;
+        if request {
+            f.req_buffer.clear();
+            f.replied = true;
+            let body = b"Payload Too Large".to_vec();
+            let resp = Response {
+                status: 413,
+                headers: vec![
+                    (
+                        b"content-length".to_vec(),
+                        body.len().to_string().into_bytes(),
+                    ),
+                    (b"content-type".to_vec(), b"text/plain".to_vec()),
+                ],
+                body: body.clone(),
+                trailers: None,
+            };
+            f.resp_chunks = if f.head { Vec::new() } else { vec![body] };
+            f.response = resp;
+            f.ex.details = "request_payload_too_large".into();
+            f.stage = Stage::RespHeaders;
+        } else {
+            f.resp_buffer.clear();
+            f.ex.response = Some(Response::from_map(
+                f.resp_headers.clone(),
+                std::mem::take(&mut f.resp_out),
+                None,
+            ));
+            f.ex.reset = true;
+            f.ex.details = "response_payload_too_large".into();
+            f.stage = Stage::Log;
+        }
+        true
     }
 
     fn trailers_stage(&mut self, id: u32, request: bool) -> Step {
@@ -1029,26 +1188,29 @@ impl Worker {
         }
         f.replied = true;
         f.held = false;
+        // As Envoy builds a local reply: the plugin's headers in its order (a content-length
+        // of its own dropped), then, with a body, Envoy's content-length and, unless the plugin
+        // gave one, content-type text/plain.
         let mut resp = Response::new(local.status, local.body.clone());
-        if !local.body.is_empty() {
-            resp.headers
-                .push((b"content-type".to_vec(), b"text/plain".to_vec()));
-        }
         for (k, v) in &local.headers {
-            // Every header of the plugin's is added; its content-type replaces the default, and
-            // the length is Envoy's own.
-            if k.as_slice() == b"content-type" {
-                resp.headers
-                    .retain(|(n, _)| n.as_slice() != b"content-type");
-            }
             if k.as_slice() != b"content-length" {
                 resp.headers.push((k.clone(), v.clone()));
             }
         }
-        resp.headers.push((
-            b"content-length".to_vec(),
-            local.body.len().to_string().into_bytes(),
-        ));
+        if !local.body.is_empty() {
+            resp.headers.push((
+                b"content-length".to_vec(),
+                local.body.len().to_string().into_bytes(),
+            ));
+            if !resp
+                .headers
+                .iter()
+                .any(|(k, _)| k.as_slice() == b"content-type")
+            {
+                resp.headers
+                    .push((b"content-type".to_vec(), b"text/plain".to_vec()));
+            }
+        }
         f.ex.details = local.details.clone();
         f.ex.local = Some(local);
         let responding = matches!(
@@ -1057,11 +1219,21 @@ impl Worker {
         );
         f.resp_buffer.clear();
         f.resp_out.clear();
+        // A local reply's body comes in one call, with end of stream; none for HEAD.
+        f.resp_chunks = if f.head || resp.body.is_empty() {
+            Vec::new()
+        } else {
+            vec![resp.body.clone()]
+        };
         if responding {
             // A reply asked for while the response passes through the filter goes straight to
             // the client, without entering the filter again.
             f.resp_headers = resp.header_map();
-            f.resp_out = resp.body.clone();
+            f.resp_out = if f.head {
+                Vec::new()
+            } else {
+                resp.body.clone()
+            };
             f.resp_trailers = None;
             f.response = resp;
             f.stage = Stage::Log;
@@ -1145,6 +1317,17 @@ impl Worker {
         let resp = upstream(&fwd);
         f.ex.forwarded = Some(fwd);
         f.ex.details = "via_upstream".into();
+        let head = f.head;
+        let trailers = resp.trailers.is_some();
+        let chunks = if head || resp.body.is_empty() {
+            Vec::new()
+        } else {
+            self.deliveries(std::slice::from_ref(&resp.body), trailers)
+        };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        f.resp_chunks = chunks;
         f.response = resp;
         f.stage = Stage::RespHeaders;
     }
@@ -1186,11 +1369,13 @@ impl Worker {
         if !f.ex.reset {
             let mut body = std::mem::take(&mut f.resp_out);
             body.extend_from_slice(&f.resp_buffer);
-            f.ex.response = Some(Response::from_map(
-                f.resp_headers.clone(),
-                body,
-                f.resp_trailers.clone(),
-            ));
+            let mut resp =
+                Response::from_map(f.resp_headers.clone(), body, f.resp_trailers.clone());
+            client_view(&mut resp, f.head);
+            match on_the_wire(&mut resp) {
+                Ok(()) => f.ex.response = Some(resp),
+                Err(e) => f.ex.client_error = Some(e),
+            }
         }
         self.finished.push(f.ex);
     }
@@ -1449,9 +1634,9 @@ impl Worker {
 }
 
 fn next_stage(f: &Flow, s: Stage) -> Stage {
-    let req_body = f.request.body.len();
+    let req_body = f.req_chunks.len();
     let req_trailers = f.request.trailers.is_some();
-    let resp_body = usize::from(!f.response.body.is_empty());
+    let resp_body = f.resp_chunks.len();
     let resp_trailers = f.response.trailers.is_some();
     match s {
         Stage::ReqHeaders if req_body > 0 => Stage::ReqBody(0),
@@ -1470,8 +1655,61 @@ fn next_stage(f: &Flow, s: Stage) -> Stage {
         }
         Stage::Upstream => Stage::RespHeaders,
         Stage::RespHeaders if resp_body > 0 => Stage::RespBody(0),
+        Stage::RespBody(i) if i + 1 < resp_body => Stage::RespBody(i + 1),
         Stage::RespHeaders | Stage::RespBody(_) if resp_trailers => Stage::RespTrailers,
         Stage::RespHeaders | Stage::RespBody(_) | Stage::RespTrailers | Stage::Log => Stage::Log,
+    }
+}
+
+/// What Envoy's HTTP/1 codec adds on the way out to a response without framing (not for 1xx,
+/// 204 or 304): `content-length: 0` when it ends with its headers, and `transfer-encoding:
+/// chunked` when a body follows or the request was HEAD.
+fn client_view(resp: &mut Response, head: bool) {
+    let framed = resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.as_slice() == b"content-length" || k.as_slice() == b"transfer-encoding");
+    if framed || matches!(resp.status, 100..=199 | 204 | 304) {
+        return;
+    }
+    if head || !resp.body.is_empty() || resp.trailers.is_some() {
+        resp.headers
+            .push((b"transfer-encoding".to_vec(), b"chunked".to_vec()));
+    } else {
+        resp.headers
+            .push((b"content-length".to_vec(), b"0".to_vec()));
+    }
+}
+
+/// Envoy writes header values as the plugin left them, a bare CR, LF or NUL included. A response
+/// with such a byte in a header is written out and parsed as a client would: the client gets an
+/// error, or (after a CRLF) other headers than the plugin set.
+fn on_the_wire(resp: &mut Response) -> Result<(), String> {
+    let bad = |b: &[u8]| b.iter().any(|c| matches!(c, b'\r' | b'\n' | 0));
+    if !resp.headers.iter().any(|(k, v)| bad(k) || bad(v)) {
+        return Ok(());
+    }
+    let mut wire = format!("HTTP/1.1 {} -\r\n", resp.status).into_bytes();
+    for (k, v) in &resp.headers {
+        wire.extend_from_slice(k);
+        wire.extend_from_slice(b": ");
+        wire.extend_from_slice(v);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"\r\n");
+    let mut hs = vec![httparse::EMPTY_HEADER; resp.headers.len() * 2 + 4];
+    let mut parsed = httparse::Response::new(&mut hs);
+    match parsed.parse(&wire) {
+        Ok(httparse::Status::Complete(_)) => {
+            resp.headers = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase().into_bytes(), h.value.to_vec()))
+                .collect();
+            Ok(())
+        }
+        Ok(httparse::Status::Partial) => Err("the response's headers end early on the wire".into()),
+        Err(e) => Err(format!("the client cannot parse the response: {e}")),
     }
 }
 

@@ -103,6 +103,11 @@ fn serve(conn: TcpStream, served: &AtomicU64, window: &Window) -> Result<()> {
             b
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // `x-demo-bytes: N` asks for a body of N bytes instead (at most MAX_BODY), for tests of
+        // large responses.
+        let padded: Option<usize> = header("x-demo-bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n <= MAX_BODY);
         let reply = json!({
             "backend": "tollgate-demo",
             "edge": header("x-tollgate-edge"),
@@ -113,6 +118,10 @@ fn serve(conn: TcpStream, served: &AtomicU64, window: &Window) -> Result<()> {
             "body_bytes": body.len(),
         })
         .to_string();
+        let reply = match padded {
+            Some(n) => "x".repeat(n),
+            None => reply,
+        };
         served.fetch_add(1, Ordering::Relaxed);
         {
             let now = Instant::now();
@@ -123,15 +132,17 @@ fn serve(conn: TcpStream, served: &AtomicU64, window: &Window) -> Result<()> {
             .and_then(|s| s.trim().parse().ok())
             .filter(|s| (200..600).contains(s))
             .unwrap_or(200);
-        write!(
-            out,
+        // One write for head and body, so that a small response reaches Envoy in one read.
+        let mut wire = format!(
             "HTTP/1.1 {status} Demo\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-demo-backend: 1\r\n{}\r\n",
             reply.len(),
             if close { "connection: close\r\n" } else { "" }
-        )?;
+        )
+        .into_bytes();
         if req.method != Some("HEAD") {
-            out.write_all(reply.as_bytes())?;
+            wire.extend_from_slice(reply.as_bytes());
         }
+        out.write_all(&wire)?;
         out.flush()?;
         if close {
             return Ok(());

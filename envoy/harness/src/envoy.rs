@@ -91,6 +91,13 @@ pub struct EdgeOptions {
     /// Filters to put where Tollgate's filter is, instead of it (none: bare Envoy), for the load
     /// benchmark's comparisons.
     pub filters_instead: Option<Vec<Value>>,
+    /// Leave out the bootstrap's `local_reply_config`, so Envoy's own replies come as Envoy
+    /// makes them (for comparisons with the wasmtime host, which does not model it).
+    pub plain_local_replies: bool,
+    /// Leave out the filter's `failure_policy`, so Envoy's default (FAIL_CLOSED) applies.
+    pub default_failure_policy: bool,
+    /// Envoy's log level for the `wasm` component (a plugin's debug lines need `debug`).
+    pub wasm_log_level: &'static str,
 }
 
 impl EdgeOptions {
@@ -108,6 +115,9 @@ impl EdgeOptions {
             transport_socket: None,
             delivery: Delivery::Ecds,
             filters_instead: None,
+            plain_local_replies: false,
+            default_failure_policy: false,
+            wasm_log_level: "info",
         }
     }
 }
@@ -138,6 +148,11 @@ pub fn render_filter(o: &EdgeOptions, config: &PluginConfig) -> Result<Value> {
         .pointer_mut("/resources/0/typed_config/config")
         .context("the ECDS file has no Wasm filter resource")?;
     wasm["vm_config"]["code"]["local"]["filename"] = json!(o.wasm.display().to_string());
+    if o.default_failure_policy {
+        if let Some(m) = wasm.as_object_mut() {
+            m.remove("failure_policy");
+        }
+    }
     match config {
         PluginConfig::Shipped => {}
         PluginConfig::Text(t) => {
@@ -175,6 +190,14 @@ pub fn render_bootstrap(o: &EdgeOptions, ecds_file: &Path) -> Result<Value> {
 
     if let Some(ts) = &o.transport_socket {
         listener["filter_chains"][0]["transport_socket"] = ts.clone();
+    }
+    if o.plain_local_replies {
+        if let Some(m) = listener
+            .pointer_mut("/filter_chains/0/filters/0/typed_config")
+            .and_then(Value::as_object_mut)
+        {
+            m.remove("local_reply_config");
+        }
     }
     let filters = listener
         .pointer_mut("/filter_chains/0/filters/0/typed_config/http_filters")
@@ -314,6 +337,8 @@ impl Envoy {
             .arg("-c")
             .arg(&config_path)
             .args(["--disable-hot-restart", "--log-level", "info"])
+            .arg("--component-log-level")
+            .arg(format!("wasm:{}", o.wasm_log_level))
             .args(["--concurrency", &o.concurrency.to_string()])
             .arg("--admin-address-path")
             .arg(&admin_file)

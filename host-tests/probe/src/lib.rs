@@ -397,6 +397,7 @@ pub extern "C" fn proxy_on_log(id: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(id: u32) {
     log(&format!("cb delete {id}"));
+    with(|s| s.scenario.remove(&id));
 }
 
 #[no_mangle]
@@ -459,6 +460,27 @@ pub extern "C" fn proxy_on_request_headers(id: u32, n: u32, eos: u32) -> u32 {
             misc(&mut out);
             report(&out)
         }
+        // A local reply whose header order is compared with Envoy's (marked as the plugin's
+        // own answer, so the edges' local_reply_config leaves it alone).
+        "reply-order" | "reply-order-ct" | "reply-empty" => {
+            add_header(0, "x-tollgate-refused", "1");
+            let s = match scenario.as_str() {
+                "reply-order" => local(200, "probe_order", "abc", &[("x-b", "2"), ("x-a", "1")]),
+                "reply-order-ct" => local(
+                    200,
+                    "probe_order",
+                    "abc",
+                    &[("x-b", "2"), ("content-type", "text/x-probe"), ("x-a", "1")],
+                ),
+                _ => local(403, "probe_empty", "", &[("x-a", "1")]),
+            };
+            log(&format!("local={s}"));
+            0
+        }
+        // The body passes through as it comes (Continue on every chunk).
+        "stream-body" => 0,
+        // Forwarded; the response side is what these scenarios are about.
+        "hold-response" | "lf-header" | "hold-body" => 0,
         "local" => {
             let s = local(
                 418,
@@ -490,6 +512,12 @@ fn report(out: &str) -> u32 {
 #[no_mangle]
 pub extern "C" fn proxy_on_request_body(id: u32, size: usize, eos: u32) -> u32 {
     log(&format!("cb request_body {id} {size} {eos}"));
+    match scenario_of(id).as_str() {
+        "stream-body" => return 0,
+        // Buffer the whole body and pass it on unchanged.
+        "hold-body" => return u32::from(eos == 0),
+        _ => {}
+    }
     let (s, body) = get_buffer(0, 0, size);
     log(&format!("body status={s} seen={}", text(&body)));
     if eos == 0 {
@@ -520,13 +548,32 @@ pub extern "C" fn proxy_on_response_headers(id: u32, n: u32, eos: u32) -> u32 {
         status.unwrap_or_default()
     ));
     add_header(2, "x-probe-response", "seen");
+    let names: Vec<String> = get_pairs(2)
+        .1
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    log(&format!("response header names={}", names.join(",")));
+    if scenario_of(id) == "lf-header" {
+        let s = add_header(2, "x-probe-lf", "a\nb");
+        log(&format!("add lf={s}"));
+    }
     0
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_body(id: u32, size: usize, eos: u32) -> u32 {
     log(&format!("cb response_body {id} {size} {eos}"));
+    if scenario_of(id) == "hold-response" && eos == 0 {
+        // Buffer the whole response body.
+        return 1;
+    }
     0
+}
+
+fn scenario_of(id: u32) -> String {
+    with(|s| s.scenario.get(&id).cloned().unwrap_or_default())
 }
 
 #[no_mangle]

@@ -155,13 +155,13 @@ fn ticks_fire_on_the_virtual_clock_per_worker() {
     p.advance(Duration::from_millis(3500));
     assert_eq!(
         p.metric("probe.ticks"),
-        Some(6),
-        "3 ticks on each of 2 workers"
+        Some(9),
+        "3 ticks on each of 2 workers and on the main thread's VM"
     );
     p.advance(Duration::from_millis(500));
-    assert_eq!(p.metric("probe.ticks"), Some(8));
+    assert_eq!(p.metric("probe.ticks"), Some(12));
     let ticks = lines(&p.take_logs(), "cb tick 1");
-    assert_eq!(ticks.len(), 8, "delivered to the root context");
+    assert_eq!(ticks.len(), 12, "delivered to the root context");
 }
 
 #[test]
@@ -189,19 +189,25 @@ fn a_paused_stream_stays_paused_and_close_resets() {
 
 #[test]
 fn a_root_context_can_finish_its_shutdown_later_with_proxy_done() {
+    // Two root contexts: the worker's and the main thread's VM's.
     let mut p = probe_with("done=later,tick=100", |o| o);
+    p.take_logs();
     assert!(!p.shutdown(), "on_done said not yet");
     let logs = p.take_logs();
-    assert_eq!(lines(&logs, "cb done 1").len(), 1);
+    assert_eq!(lines(&logs, "cb done 1").len(), 2);
     assert!(lines(&logs, "cb delete 1").is_empty());
     assert!(!p.finish_shutdown(), "proxy_done not called yet");
     // The probe calls proxy_done on its next tick.
     p.advance(Duration::from_millis(100));
-    assert_eq!(lines(&p.take_logs(), "proxy_done="), vec!["proxy_done=0"]);
+    assert_eq!(
+        lines(&p.take_logs(), "proxy_done="),
+        vec!["proxy_done=0", "proxy_done=0"]
+    );
     assert!(p.finish_shutdown());
-    assert_eq!(lines(&p.take_logs(), "cb delete 1").len(), 1);
+    assert_eq!(lines(&p.take_logs(), "cb delete 1").len(), 2);
 
     let mut p = probe();
+    p.take_logs();
     assert!(p.shutdown());
-    assert_eq!(lines(&p.take_logs(), "cb delete 1").len(), 1);
+    assert_eq!(lines(&p.take_logs(), "cb delete 1").len(), 2);
 }

@@ -41,7 +41,8 @@ fn fail_reload_answers_503_then_starts_a_fresh_vm_that_keeps_shared_data() {
     assert_eq!(ex.forwarded.unwrap().header("x-probe-added"), Some("yes"));
     assert_eq!(p.generation(0), 2);
     assert!(!p.failed(0));
-    assert_eq!(lines(&p.take_logs(), "cb configure").len(), 2);
+    // The canary, the main thread's VM, the first worker VM and the fresh one.
+    assert_eq!(lines(&p.take_logs(), "cb configure").len(), 4);
     // Shared data is process-wide: the reload kept it.
     assert_eq!(p.shared_data("probe/k").unwrap().0, b"v2");
 }

@@ -13,6 +13,7 @@ mod common;
 mod conformance;
 mod enumeration;
 mod failures;
+mod fidelity;
 mod limits;
 mod probe_in_envoy;
 mod push;

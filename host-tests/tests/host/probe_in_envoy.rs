@@ -46,7 +46,11 @@ fn the_probe_gets_the_same_answers_from_envoy_and_from_the_host() {
     spec.name = "tollgate-retail".into();
     spec.root_id = "tollgate".into();
     spec.log_level = level::INFO;
-    let mut host = Plugin::start(&probe_host(), PluginOptions::new(spec)).unwrap();
+    // The shipped filter configuration says FAIL_RELOAD, as `edge()` does.
+    let options = PluginOptions::new(spec).failure(host_tests::FailurePolicy::FailReload {
+        backoff: Duration::from_secs(1),
+    });
+    let mut host = Plugin::start(&probe_host(), options).unwrap();
 
     let envoy_send = |scenario: &str| {
         harness::http::Request::new("GET", "/probe")

@@ -143,7 +143,11 @@ fn generation_and_version_gauges_follow_every_accepted_configuration() {
     assert_eq!(gauge(&p1, "generation"), Some(1));
     assert_eq!(gauge(&p1, "version.v1_0"), Some(1));
     let logs = lines(&p1.take_logs(), "tollgate: policy");
-    assert_eq!(logs.len(), 2, "one line per worker: {logs:?}");
+    assert_eq!(
+        logs.len(),
+        4,
+        "one line per VM (the canary, the main thread's, two workers'): {logs:?}"
+    );
     assert!(logs[0].starts_with("tollgate: policy v1.0 accepted as generation 1 for edge t"));
 
     let mut p2 = start(&process, &policy("v2.0", "2/min", "enforce", true)).unwrap();
@@ -235,10 +239,44 @@ fn removed_rules_are_freed_and_pushes_never_grow_shared_data() {
     }
     let after = process.shared_size(vm_id);
     assert_eq!(after.0, size.0, "same number of keys");
+    // The policy record keeps at most 8 recently replaced configurations, a line each.
     assert!(
-        after.1 <= size.1 + 64,
+        after.1 <= size.1 + 64 + 8 * 48,
         "bytes before {} after {}",
         size.1,
         after.1
     );
+}
+
+/// Pushes in quick succession reach Envoy's VMs in order but not at once: a worker can apply push
+/// N-1 after another VM recorded push N. That late application keeps push N's generation and
+/// gauges (this was a defect: each late VM advanced the generation again). A rollback made
+/// later than a few seconds after the replacement is a new generation.
+#[test]
+fn a_late_vm_applying_a_replaced_configuration_does_not_advance_the_generation() {
+    let process = Arc::new(Process::default());
+    let gauge = |p: &Plugin, name: &str| p.metric(&format!("tollgate.t.policy.{name}"));
+    let v1 = policy("v1.0", "2/min", "enforce", true);
+    let v2 = policy("v2.0", "2/min", "enforce", true);
+    let _p1 = start(&process, &v1).unwrap();
+    let _p2 = start(&process, &v2).unwrap();
+    let mut late = start(&process, &v1).unwrap();
+    assert_eq!(gauge(&late, "generation"), Some(2));
+    assert_eq!(gauge(&late, "version.v2_0"), Some(1));
+    assert_eq!(gauge(&late, "version.v1_0"), Some(0));
+    let logs = lines(&late.take_logs(), "tollgate: policy v1.0");
+    assert!(
+        logs.iter()
+            .all(|l| l.contains("accepted as generation 1") && l.contains("late")),
+        "{logs:?}"
+    );
+    let mut p2 = start(&process, &v2).unwrap();
+    assert_eq!(gauge(&p2, "generation"), Some(2));
+
+    // Six seconds on, going back to v1 is a rollback: a new generation.
+    p2.advance(std::time::Duration::from_secs(6));
+    let back = start(&process, &v1).unwrap();
+    assert_eq!(gauge(&back, "generation"), Some(3));
+    assert_eq!(gauge(&back, "version.v1_0"), Some(1));
+    assert_eq!(gauge(&back, "version.v2_0"), Some(0));
 }

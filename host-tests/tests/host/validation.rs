@@ -142,14 +142,19 @@ fn a_request_refused_by_one_limit_costs_the_others_nothing() {
     );
 }
 
-/// Detection holds text bodies; where no route matched (`routing.default: allow`) the default cap
-/// (1 MiB) bounds what is held, and the refusal names detection's protocol rule.
+/// Detection holds text bodies; where no route matched (`routing.default: allow`) the body cap
+/// bounds what is held, and the refusal names detection's protocol rule. The default cap (1 MiB)
+/// is Envoy's default buffer limit too, and Envoy's limit counts first: what the plugin buffers
+/// past it gets Envoy's own 413 (`request_payload_too_large`, a problem document once the edges'
+/// local_reply_config has made it one). So the plugin's cap is tested behind a 2 MiB limit (a
+/// listener with a larger `per_connection_buffer_limit_bytes`). Either way nothing is forwarded.
 #[test]
 fn a_body_held_only_for_detection_is_capped_and_read() {
-    let mut p = start(
-        r#"{"version":"v","edge":"t","routing":{"default":"allow"},"detection":{},
-            "routes":[{"name":"items","path":"/items","methods":["GET"]}]}"#,
-    );
+    const POLICY: &str = r#"{"version":"v","edge":"t","routing":{"default":"allow"},"detection":{},
+            "routes":[{"name":"items","path":"/items","methods":["GET"]}]}"#;
+    let mut options = PluginOptions::new(PluginSpec::new(POLICY)).edge();
+    options.buffer_limit = Some(2 << 20);
+    let mut p = Plugin::start(&tollgate(), options).unwrap();
     let ex = p.send(
         Request::new("POST", "/anything")
             .header("content-type", "text/plain")
@@ -164,15 +169,26 @@ fn a_body_held_only_for_detection_is_capped_and_read() {
             .body("x'; DROP TABLE users; --"),
     );
     assert_eq!(ex.status(), Some(403), "{ex:?}");
-    let big = "a".repeat(1024 * 1024 + 1);
-    let ex = p.send(
+    let big = |n: usize| {
         Request::new("POST", "/anything")
             .header("content-type", "text/plain")
             .header("user-agent", "t")
-            .body(big.as_str()),
-    );
+            .body("a".repeat(n))
+    };
+    let ex = p.send(big(1024 * 1024));
+    assert_eq!(ex.status(), Some(200), "at the cap: {ex:?}");
+    let ex = p.send(big(1024 * 1024 + 1));
     assert_eq!(ex.status(), Some(413), "{ex:?}");
     let body = String::from_utf8_lossy(&ex.response.as_ref().unwrap().body).into_owned();
     assert!(body.contains("\"rule\":\"detection.protocol\""), "{body}");
+    assert!(ex.forwarded.is_none());
+
+    let mut p = start(POLICY);
+    let ex = p.send(big(2 * 1024 * 1024));
+    assert_eq!(ex.status(), Some(413), "{ex:?}");
+    assert_eq!(
+        ex.details, "request_payload_too_large",
+        "Envoy's limit: {ex:?}"
+    );
     assert!(ex.forwarded.is_none());
 }

@@ -52,17 +52,20 @@ impl Root {
     /// (keeping the state of unchanged ones), and logs what happened.
     fn accept(&mut self, policy: Policy, fingerprint: u64) {
         let edge = policy.edge().to_owned();
-        let (generation, replaced) =
-            match crate::running::accept(&edge, fingerprint, policy.version()) {
-                Some((running, replaced)) => (running.generation, replaced),
-                None => (0, None),
-            };
-        crate::metrics::set_running(
-            &edge,
-            generation,
-            policy.version(),
-            replaced.as_ref().map(|r| r.version.as_str()),
-        );
+        let accepted = crate::running::accept(&edge, fingerprint, policy.version());
+        let (generation, replaced, late) = match accepted {
+            Some(a) => (a.running.generation, a.replaced, a.late),
+            None => (0, None, false),
+        };
+        // A late VM's older configuration is not news: the gauges stay on the newest.
+        if !late {
+            crate::metrics::set_running(
+                &edge,
+                generation,
+                policy.version(),
+                replaced.as_ref().map(|r| r.version.as_str()),
+            );
+        }
         let metrics = Metrics::define(&policy);
         let limited = !policy.tables().is_empty();
         let mut state = String::new();
@@ -92,9 +95,11 @@ impl Root {
         } else {
             0
         };
-        let replacing = replaced.map_or_else(String::new, |r| {
-            format!(", replacing {} (generation {})", r.version, r.generation)
-        });
+        let replacing = match replaced {
+            Some(r) => format!(", replacing {} (generation {})", r.version, r.generation),
+            None if late => ", late (a newer configuration is recorded already)".to_owned(),
+            None => String::new(),
+        };
         log(
             LogLevel::Info,
             &format!(
