@@ -6,7 +6,6 @@
 //! to stdout, as text or, with `--format json`, as one JSON document (errors included).
 
 mod diff;
-mod yamlpos;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use host_tests::cases::{self, WasmTarget};
 use host_tests::Host;
 use serde_json::{json, Value};
-use yamlpos::Positions;
+use tollgate_core::yamlpos::Positions;
 
 /// What `--version` prints: the plugin's version (the workspace's, which the filter shares)
 /// and the versions of the formats it reads.

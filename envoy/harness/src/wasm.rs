@@ -78,6 +78,58 @@ fn build(package: &str, lib: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Where `cargo xtask component` (and [`ensure_component`]) put the policy component.
+pub fn component_path() -> PathBuf {
+    workspace_root().join("target/component/tollgate-policy.wasm")
+}
+
+/// Builds the policy engine's component (`plugin/tollgate-component`, world `engine` of
+/// `wit/tollgate.wit`) once per process: the crate for `wasm32-unknown-unknown` with the
+/// size-optimised `component` profile, then encoded as a component with no imports.
+pub fn ensure_component() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_component().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_component() -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", root.join("target/component"))
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "component",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "tollgate-component",
+        ])
+        .status()
+        .context("running cargo to build tollgate-component")?;
+    if !status.success() {
+        bail!("building tollgate-component for wasm32-unknown-unknown failed ({status}); is the target installed? run `cargo xtask setup`");
+    }
+    let module_path =
+        root.join("target/component/wasm32-unknown-unknown/component/tollgate_component.wasm");
+    let module = std::fs::read(&module_path)
+        .with_context(|| format!("reading {}", module_path.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .context("reading the module's component type")?
+        .validate(true)
+        .encode()
+        .context("encoding the component")?;
+    let path = component_path();
+    std::fs::write(&path, component).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// The functions a module imports, as `(module, name)`.
 pub fn imports(path: &Path) -> Result<Vec<(String, String)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

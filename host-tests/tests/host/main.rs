@@ -10,6 +10,7 @@
 mod abi;
 mod callouts;
 mod common;
+mod component;
 mod conformance;
 mod enumeration;
 mod failures;

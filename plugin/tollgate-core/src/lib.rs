@@ -27,6 +27,9 @@ mod structpb;
 pub mod tables;
 mod template;
 pub mod validate;
+mod whole;
+#[cfg(feature = "yaml")]
+pub mod yamlpos;
 
 /// The version of the policy format: what a policy document may say and what it means. A
 /// change that makes an accepted document mean something else, or refuses one, raises it.
@@ -40,6 +43,7 @@ pub use problem::{sanitize_request_id, Problem};
 pub use request::{parse_socket_address, Request};
 pub use structpb::decode_struct;
 pub use template::PathTemplate;
+pub use whole::{BodyHold, BodyRefusal, Whole};
 
 use std::net::IpAddr;
 

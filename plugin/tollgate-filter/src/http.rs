@@ -7,7 +7,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
-use tollgate_core::limits::{key_of, FailureMode, KeyContext, KeyPart, MAX_KEYED_BODY};
+use tollgate_core::limits::{key_of, FailureMode, KeyContext, KeyPart};
 use tollgate_core::validate::JsonScan;
 use tollgate_core::{parse_socket_address, sanitize_request_id, Block, BlockKind, Mode, Request};
 
@@ -125,24 +125,15 @@ impl HttpContext for Http {
         }
         let req = Request::from_headers(&headers, source).with_body(!end_of_stream);
         let verdict = loaded.policy.decide(&req);
-        let policy = &loaded.policy;
-        let rv = policy.validation(verdict.route);
-        let keyed = policy.needs_body(verdict.route);
-        // A body without a declared length (chunked, or HTTP/2) is counted as it arrives, so the
-        // route's cap holds for it too.
-        let unframed = req.header("content-length").is_none();
-        let inspected = policy.inspects_body(verdict.route, &req);
-        if verdict.allowed()
-            && !end_of_stream
-            && (keyed || unframed || inspected || rv.is_some_and(|v| v.reads_body()))
-        {
-            // The body decides (its validation, its size, or a limit keyed on one of its
-            // fields): hold the request (the bootstraps set allow_on_headers_stop_iteration, so
-            // the body still reaches this filter) and decide as it arrives and when it is in.
-            // A request no route matched (`routing.default: allow`) gets the default body cap.
-            let max = rv.map_or(tollgate_core::validate::Sizes::default().body, |v| {
-                v.max.body
-            });
+        let hold = if end_of_stream {
+            None
+        } else {
+            loaded.policy.body_hold(&verdict, &req)
+        };
+        if let Some(hold) = hold {
+            // The body decides: hold the request (the bootstraps set
+            // allow_on_headers_stop_iteration, so the body still reaches this filter) and
+            // decide as it arrives and when it is in.
             self.deferred = Some(Deferred {
                 route: verdict.route,
                 shadowed: verdict.shadowed,
@@ -150,8 +141,8 @@ impl HttpContext for Http {
                 crs: verdict.crs,
                 headers,
                 source,
-                cap: if keyed { max.min(MAX_KEYED_BODY) } else { max },
-                scan: rv.filter(|v| v.wants_json()).map(|v| JsonScan::new(v.json)),
+                cap: hold.cap,
+                scan: hold.scan,
                 scanned: 0,
                 body: Vec::new(),
             });
@@ -168,20 +159,10 @@ impl HttpContext for Http {
         let Some(d) = self.deferred.as_mut() else {
             return Action::Continue;
         };
-        let rv = loaded.policy.validation(d.route);
         // Refused as soon as it is known: over the cap, or a structure over the JSON limits.
         let mut refusal = None;
         if body_size > d.cap {
-            refusal = Some(match rv {
-                Some(v) if d.cap == v.max.body => {
-                    (v.rule, v.mode, BlockKind::Invalid(v.too_large(d.cap)))
-                }
-                _ => (
-                    body_rule(loaded, d.route),
-                    Mode::Enforce,
-                    BlockKind::BodyTooLarge { max: d.cap },
-                ),
-            });
+            refusal = Some(loaded.policy.over_cap(d.route, d.cap));
         } else {
             // Only the bytes that arrived since the last call (Envoy hands over the whole
             // buffer each time while it buffers).
@@ -195,13 +176,9 @@ impl HttpContext for Http {
             .unwrap_or_default();
             d.scanned = body_size;
             d.body.extend_from_slice(&fresh);
-            if let (Some(scan), Some(v)) = (d.scan.as_mut(), rv) {
+            if let Some(scan) = d.scan.as_mut() {
                 if let Err(violation) = scan.feed(&fresh) {
-                    refusal = Some((
-                        v.rule,
-                        v.mode,
-                        BlockKind::Invalid(v.scan_refusal(violation)),
-                    ));
+                    refusal = loaded.policy.scan_refused(d.route, violation);
                     d.scan = None;
                 }
             }
@@ -246,12 +223,11 @@ impl Http {
     fn finish_body(
         &mut self,
         loaded: &Loaded,
-        mut refusal: Option<(tollgate_core::RuleId, Mode, BlockKind)>,
+        refusal: Option<tollgate_core::BodyRefusal>,
     ) -> Action {
         let Some(d) = self.deferred.take() else {
             return Action::Continue;
         };
-        let rv = loaded.policy.validation(d.route);
         let req = Request::from_headers(&d.headers, d.source).with_body(true);
         let mut verdict = tollgate_core::Verdict {
             route: d.route,
@@ -260,30 +236,9 @@ impl Http {
             findings: d.findings,
             crs: d.crs,
         };
-        let mut body = None;
-        if refusal.is_none() {
-            match rv {
-                Some(v) if v.reads_body() => match v.check_body(&d.body) {
-                    Ok(parsed) => body = parsed,
-                    Err(r) => refusal = Some((v.rule, v.mode, BlockKind::Invalid(r))),
-                },
-                _ => body = serde_json::from_slice::<serde_json::Value>(&d.body).ok(),
-            }
-        }
-        if let Some((rule, mode, kind)) = refusal {
-            let block = Block { rule, kind };
-            match mode {
-                Mode::Enforce => {
-                    verdict.block = Some(block);
-                    return self.answer(loaded, &req, verdict, LimitVerdict::default());
-                }
-                Mode::Shadow => verdict.shadowed.push(block),
-            }
-        }
-        // Attack detection reads the body's strings (the JSON parsed once, above).
-        loaded
+        let body = loaded
             .policy
-            .detect_body(&mut verdict, &req, &d.body, body.as_ref());
+            .judge_body(&mut verdict, &req, &d.body, refusal);
         if !verdict.allowed() {
             return self.answer(loaded, &req, verdict, LimitVerdict::default());
         }
@@ -704,30 +659,6 @@ fn failed_closed(
                 kind: BlockKind::LimitUnavailable,
             },
         )
-}
-
-/// The rule a too-large body is refused under: the first body-keyed limit or ban on the route,
-/// else (a body held only for detection) detection's protocol rule.
-fn body_rule(loaded: &Loaded, route: Option<usize>) -> tollgate_core::RuleId {
-    let keyed = |k: &[KeyPart]| k.iter().any(|p| matches!(p, KeyPart::BodyField(_)));
-    let p = &loaded.policy;
-    p.bans()
-        .iter()
-        .filter(|b| b.applies(route) && keyed(&b.key))
-        .map(|b| b.rule)
-        .chain(
-            p.rate_limits()
-                .iter()
-                .filter(|l| l.cost_on(route).is_some() && keyed(&l.key))
-                .map(|l| l.rule),
-        )
-        .next()
-        .or_else(|| {
-            p.detection()
-                .and_then(|d| d.rules.get(tollgate_core::detect::Class::Protocol as usize))
-                .copied()
-        })
-        .unwrap_or(tollgate_core::RuleId(0))
 }
 
 /// The connection's source address (Envoy's `source.address` property, `ip:port`).

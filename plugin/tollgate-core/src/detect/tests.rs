@@ -234,10 +234,21 @@ fn linear_on_hostile_shapes() {
             }
             best
         };
-        let (a, b) = (time(&small), time(&big));
         // 64 times the input: linear work takes about 64 times as long; allow 1.5 times that
-        // (n^1.1 would take 97 times, n^1.5 512, n² 4,096).
-        let growth = b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+        // (n^1.1 would take 97 times, n^1.5 512, n² 4,096). Tests run beside this one on two
+        // cores and slow the longer run more: over the bound, it is measured again (up to four
+        // times) and the best growth counts; superlinear work is over it every time.
+        let (mut a, mut b, mut growth) = (Default::default(), Default::default(), f64::MAX);
+        for _ in 0..4 {
+            let (x, y) = (time(&small), time(&big));
+            let g = y.as_secs_f64() / x.as_secs_f64().max(1e-9);
+            if g < growth {
+                (a, b, growth) = (x, y, g);
+            }
+            if growth < 96.0 {
+                break;
+            }
+        }
         assert!(growth < 96.0, "{unit}: {a:?} vs {b:?} ({growth:.1} times)");
     }
 }

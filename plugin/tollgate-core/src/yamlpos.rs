@@ -1,6 +1,6 @@
 //! Where a policy path (`routes[3].methods[0]`) sits in a YAML file: the YAML is read once more
-//! into a tree that keeps each value's line, so `tollgate check` can print file, line and path
-//! for every error the policy core reports.
+//! into a tree that keeps each value's line, so `tollgate check` (and the policy component) can
+//! give file, line and path for every error the policy core reports.
 
 use std::fmt;
 
