@@ -52,30 +52,37 @@ pub fn ensure_noop() -> Result<PathBuf> {
 }
 
 fn build(package: &str, lib: &str) -> Result<PathBuf> {
+    cargo_build("target/wasm", "release", "wasm32-wasip1", package)?;
+    let path = release_path(lib);
+    if !path.exists() {
+        bail!("cargo built the filter but {} is missing", path.display());
+    }
+    Ok(path)
+}
+
+/// `cargo build` of `package` for `target` with `profile`, in its own target directory.
+fn cargo_build(dir: &str, profile: &str, target: &str, package: &str) -> Result<()> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .env("CARGO_TARGET_DIR", root.join("target/wasm"))
+        .env("CARGO_TARGET_DIR", root.join(dir))
         .args([
             "build",
             "--quiet",
-            "--release",
+            "--profile",
+            profile,
             "--target",
-            "wasm32-wasip1",
+            target,
             "-p",
             package,
         ])
         .status()
         .with_context(|| format!("running cargo to build {package}"))?;
     if !status.success() {
-        bail!("building {package} for wasm32-wasip1 failed ({status}); is the target installed? run `cargo xtask setup`");
+        bail!("building {package} for {target} failed ({status}); is the target installed? run `cargo xtask setup`");
     }
-    let path = release_path(lib);
-    if !path.exists() {
-        bail!("cargo built the filter but {} is missing", path.display());
-    }
-    Ok(path)
+    Ok(())
 }
 
 /// Where `cargo xtask component` (and [`ensure_component`]) put the policy component.
@@ -95,26 +102,13 @@ pub fn ensure_component() -> Result<PathBuf> {
 }
 
 fn build_component() -> Result<PathBuf> {
+    cargo_build(
+        "target/component",
+        "component",
+        "wasm32-unknown-unknown",
+        "tollgate-component",
+    )?;
     let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", root.join("target/component"))
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "component",
-            "--target",
-            "wasm32-unknown-unknown",
-            "-p",
-            "tollgate-component",
-        ])
-        .status()
-        .context("running cargo to build tollgate-component")?;
-    if !status.success() {
-        bail!("building tollgate-component for wasm32-unknown-unknown failed ({status}); is the target installed? run `cargo xtask setup`");
-    }
     let module_path =
         root.join("target/component/wasm32-unknown-unknown/component/tollgate_component.wasm");
     let module = std::fs::read(&module_path)
