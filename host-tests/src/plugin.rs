@@ -1077,20 +1077,8 @@ impl Worker {
         if request {
             f.req_buffer.clear();
             f.replied = true;
-            let body = b"Payload Too Large".to_vec();
-            let resp = Response {
-                status: 413,
-                headers: vec![
-                    (
-                        b"content-length".to_vec(),
-                        body.len().to_string().into_bytes(),
-                    ),
-                    (b"content-type".to_vec(), b"text/plain".to_vec()),
-                ],
-                body: body.clone(),
-                trailers: None,
-            };
-            f.resp_chunks = if f.head { Vec::new() } else { vec![body] };
+            let resp = envoy_reply(413, b"Payload Too Large", &[]);
+            f.resp_chunks = reply_chunks(f.head, &resp);
             f.response = resp;
             f.ex.details = "request_payload_too_large".into();
             f.stage = Stage::RespHeaders;
@@ -1188,29 +1176,7 @@ impl Worker {
         }
         f.replied = true;
         f.held = false;
-        // As Envoy builds a local reply: the plugin's headers in its order (a content-length
-        // of its own dropped), then, with a body, Envoy's content-length and, unless the plugin
-        // gave one, content-type text/plain.
-        let mut resp = Response::new(local.status, local.body.clone());
-        for (k, v) in &local.headers {
-            if k.as_slice() != b"content-length" {
-                resp.headers.push((k.clone(), v.clone()));
-            }
-        }
-        if !local.body.is_empty() {
-            resp.headers.push((
-                b"content-length".to_vec(),
-                local.body.len().to_string().into_bytes(),
-            ));
-            if !resp
-                .headers
-                .iter()
-                .any(|(k, _)| k.as_slice() == b"content-type")
-            {
-                resp.headers
-                    .push((b"content-type".to_vec(), b"text/plain".to_vec()));
-            }
-        }
+        let resp = envoy_reply(local.status, &local.body, &local.headers);
         f.ex.details = local.details.clone();
         f.ex.local = Some(local);
         let responding = matches!(
@@ -1219,12 +1185,7 @@ impl Worker {
         );
         f.resp_buffer.clear();
         f.resp_out.clear();
-        // A local reply's body comes in one call, with end of stream; none for HEAD.
-        f.resp_chunks = if f.head || resp.body.is_empty() {
-            Vec::new()
-        } else {
-            vec![resp.body.clone()]
-        };
+        f.resp_chunks = reply_chunks(f.head, &resp);
         if responding {
             // A reply asked for while the response passes through the filter goes straight to
             // the client, without entering the filter again.
@@ -1658,6 +1619,43 @@ fn next_stage(f: &Flow, s: Stage) -> Stage {
         Stage::RespBody(i) if i + 1 < resp_body => Stage::RespBody(i + 1),
         Stage::RespHeaders | Stage::RespBody(_) if resp_trailers => Stage::RespTrailers,
         Stage::RespHeaders | Stage::RespBody(_) | Stage::RespTrailers | Stage::Log => Stage::Log,
+    }
+}
+
+/// A local reply as Envoy builds it (the plugin's, or Envoy's own): the given headers in their
+/// order (a content-length among them dropped), then, with a body, Envoy's content-length and,
+/// unless one was given, content-type `text/plain`.
+fn envoy_reply(status: u32, body: &[u8], headers: &[(Vec<u8>, Vec<u8>)]) -> Response {
+    let mut resp = Response::new(status, body.to_vec());
+    resp.headers.extend(
+        headers
+            .iter()
+            .filter(|(k, _)| k.as_slice() != b"content-length")
+            .cloned(),
+    );
+    if !body.is_empty() {
+        resp.headers.push((
+            b"content-length".to_vec(),
+            body.len().to_string().into_bytes(),
+        ));
+        if !resp
+            .headers
+            .iter()
+            .any(|(k, _)| k.as_slice() == b"content-type")
+        {
+            resp.headers
+                .push((b"content-type".to_vec(), b"text/plain".to_vec()));
+        }
+    }
+    resp
+}
+
+/// A local reply's body comes in one call, with end of stream; none for HEAD.
+fn reply_chunks(head: bool, resp: &Response) -> Vec<Vec<u8>> {
+    if head || resp.body.is_empty() {
+        Vec::new()
+    } else {
+        vec![resp.body.clone()]
     }
 }
 

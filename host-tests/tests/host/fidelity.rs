@@ -125,6 +125,16 @@ fn host_headers(r: &Response) -> Vec<(String, String)> {
     own_headers(&h)
 }
 
+/// One request sent to both.
+struct Sent {
+    envoy: Seen,
+    host: Exchange,
+    /// The host's account of the plugin's callbacks.
+    host_calls: Vec<String>,
+    /// Whether Envoy's backend saw the request.
+    reached: bool,
+}
+
 struct Seen {
     /// What the client got, or why it got nothing.
     answer: Result<harness::http::Response, String>,
@@ -166,15 +176,8 @@ impl Both {
         (ex, cbs)
     }
 
-    /// Sends the same request to both; requires the same status, client headers, body and
-    /// callbacks. Returns both sides for further checks.
-    fn same(
-        &mut self,
-        method: &str,
-        scenario: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> (Seen, Exchange) {
+    /// Sends the same probe request to Envoy and to the host.
+    fn both(&mut self, method: &str, scenario: &str, extra: &[(&str, &str)], body: &[u8]) -> Sent {
         let mut wire = Wire::new(method, "/probe").header("x-probe", scenario);
         let mut req = Request::new(method, "/probe").header("x-probe", scenario);
         for (k, v) in extra {
@@ -185,8 +188,33 @@ impl Both {
             wire = wire.body(body.to_vec());
             req = req.body(body.to_vec());
         }
-        let e = self.envoy(&wire);
-        let (h, cbs) = self.host(req);
+        let before = self.backend.served();
+        let envoy = self.envoy(&wire);
+        let reached = self.backend.served() > before;
+        let (host, host_calls) = self.host(req);
+        Sent {
+            envoy,
+            host,
+            host_calls,
+            reached,
+        }
+    }
+
+    /// Sends the same request to both; requires the same status, client headers, body and
+    /// callbacks. Returns both sides for further checks.
+    fn same(
+        &mut self,
+        method: &str,
+        scenario: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (Seen, Exchange) {
+        let Sent {
+            envoy: e,
+            host: h,
+            host_calls: cbs,
+            ..
+        } = self.both(method, scenario, extra, body);
         let what = format!("{method} {scenario} {extra:?} ({} body bytes)", body.len());
         let er = e
             .answer
@@ -286,16 +314,12 @@ fn body_calls_are_framed_as_http1_frames_them_and_the_buffer_limit_holds() {
     );
     b.same("GET", "hold-response", &[("x-demo-bytes", "100")], b"");
     // Half a megabyte comes in reads of their own sizes; the last call has it all.
-    let e = b.envoy(
-        &Wire::new("GET", "/probe")
-            .header("x-probe", "hold-response")
-            .header("x-demo-bytes", "524288"),
-    );
-    let (h, calls) = b.host(
-        Request::new("GET", "/probe")
-            .header("x-probe", "hold-response")
-            .header("x-demo-bytes", "524288"),
-    );
+    let Sent {
+        envoy: e,
+        host: h,
+        host_calls: calls,
+        ..
+    } = b.both("GET", "hold-response", &[("x-demo-bytes", "524288")], b"");
     assert_eq!(e.callbacks.last(), calls.last());
     assert_eq!(
         calls.last().map(String::as_str),
@@ -307,16 +331,12 @@ fn body_calls_are_framed_as_http1_frames_them_and_the_buffer_limit_holds() {
     // large body is compared, not its calls.
     let mib = 1 << 20;
     let outcome = |b: &mut Both, scenario: &str, extra: &[(&str, &str)], body: Vec<u8>| {
-        let mut wire = Wire::new("POST", "/probe").header("x-probe", scenario);
-        let mut req = Request::new("POST", "/probe").header("x-probe", scenario);
-        for (k, v) in extra {
-            wire = wire.header(k, v);
-            req = req.header(k, v);
-        }
-        let before = b.backend.served();
-        let e = b.envoy(&wire.body(body.clone()));
-        let reached = b.backend.served() > before;
-        let (h, _) = b.host(req.body(body));
+        let Sent {
+            envoy: e,
+            host: h,
+            reached,
+            ..
+        } = b.both("POST", scenario, extra, &body);
         let e = e.answer.unwrap();
         let hr = h.response.clone().unwrap();
         assert_eq!(u32::from(e.status), hr.status, "{scenario}: status");
@@ -363,16 +383,9 @@ fn body_calls_are_framed_as_http1_frames_them_and_the_buffer_limit_holds() {
     let size = (2 * mib).to_string();
     // The response side: buffered past the limit, the stream is reset after its headers went
     // out; the client has a 200 and none of the body.
-    let e = b.envoy(
-        &Wire::new("GET", "/probe")
-            .header("x-probe", "hold-response")
-            .header("x-demo-bytes", &size),
-    );
-    let (h, _) = b.host(
-        Request::new("GET", "/probe")
-            .header("x-probe", "hold-response")
-            .header("x-demo-bytes", &size),
-    );
+    let Sent {
+        envoy: e, host: h, ..
+    } = b.both("GET", "hold-response", &[("x-demo-bytes", &size)], b"");
     let e = e.answer.unwrap();
     assert_eq!(
         (e.status, e.body.len()),
@@ -385,16 +398,9 @@ fn body_calls_are_framed_as_http1_frames_them_and_the_buffer_limit_holds() {
     assert_eq!(own_headers(&e.headers), host_headers(&hr));
     assert_eq!(h.details, "response_payload_too_large");
     // Streamed, a large response goes through whole, in both.
-    let e = b.envoy(
-        &Wire::new("GET", "/probe")
-            .header("x-probe", "forward")
-            .header("x-demo-bytes", &size),
-    );
-    let (h, _) = b.host(
-        Request::new("GET", "/probe")
-            .header("x-probe", "forward")
-            .header("x-demo-bytes", &size),
-    );
+    let Sent {
+        envoy: e, host: h, ..
+    } = b.both("GET", "forward", &[("x-demo-bytes", &size)], b"");
     assert_eq!(e.answer.unwrap().body.len(), 2 * mib);
     assert_eq!(h.response.map(|r| r.body.len()), Some(2 * mib));
     assert!(!h.reset);
@@ -403,8 +409,9 @@ fn body_calls_are_framed_as_http1_frames_them_and_the_buffer_limit_holds() {
 #[test]
 fn a_header_value_with_a_bare_lf_leaves_the_client_without_a_response() {
     let mut b = both();
-    let e = b.envoy(&Wire::new("GET", "/probe").header("x-probe", "lf-header"));
-    let (h, _) = b.host(Request::new("GET", "/probe").header("x-probe", "lf-header"));
+    let Sent {
+        envoy: e, host: h, ..
+    } = b.both("GET", "lf-header", &[], b"");
     let err = e
         .answer
         .expect_err("Envoy wrote the LF; the client cannot parse it");
@@ -446,8 +453,11 @@ fn without_a_failure_policy_a_trap_closes_the_worker_and_a_canary_vm_starts_firs
     );
 
     // A trap: a 503 that the filter never sees, with only the codec's content-length: 0.
-    let trap = b.envoy(&Wire::new("GET", "/probe").header("x-probe", "trap"));
-    let (h, _) = b.host(Request::new("GET", "/probe").header("x-probe", "trap"));
+    let Sent {
+        envoy: trap,
+        host: h,
+        ..
+    } = b.both("GET", "trap", &[], b"");
     let e = trap.answer.unwrap();
     let hr = h.response.clone().unwrap();
     assert_eq!((u32::from(e.status), hr.status), (503, 503));
