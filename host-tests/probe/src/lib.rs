@@ -1014,6 +1014,52 @@ fn grpc(out: &mut String) {
             &mut stream,
         )
     };
+    // The target as a serialized GrpcService (envoy_grpc.cluster_name), as the filter passes it:
+    // Envoy reads the argument as one before it tries it as a bare cluster name.
+    let as_service = |name: &str| {
+        let mut b = vec![0x0a, name.len() as u8 + 2, 0x0a, name.len() as u8];
+        b.extend_from_slice(name.as_bytes());
+        b
+    };
+    let mut proto_call = 0;
+    let (known, unknown_proto) = (as_service(up), as_service("nope"));
+    let proto_known = unsafe {
+        abi::proxy_grpc_call(
+            known.as_ptr(),
+            known.len(),
+            svc.as_ptr(),
+            svc.len(),
+            m.as_ptr(),
+            m.len(),
+            md.as_ptr(),
+            md.len(),
+            "req".as_ptr(),
+            3,
+            1000,
+            &mut proto_call,
+        )
+    };
+    let proto_unknown = unsafe {
+        abi::proxy_grpc_call(
+            unknown_proto.as_ptr(),
+            unknown_proto.len(),
+            svc.as_ptr(),
+            svc.len(),
+            m.as_ptr(),
+            m.len(),
+            md.as_ptr(),
+            md.len(),
+            "req".as_ptr(),
+            3,
+            1000,
+            &mut t,
+        )
+    };
+    let _ = writeln!(
+        out,
+        "proto_known={proto_known}:{} proto_unknown={proto_unknown}",
+        proto_call % 4
+    );
     let send_call = unsafe { abi::proxy_grpc_send(call, "x".as_ptr(), 1, 0) };
     let send_stream = unsafe { abi::proxy_grpc_send(stream, "hello".as_ptr(), 5, 0) };
     let cancel_unknown = unsafe { abi::proxy_grpc_cancel(call + 4000) };

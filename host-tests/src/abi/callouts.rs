@@ -174,21 +174,36 @@ fn open_grpc(
 ) -> HostResult {
     let parsed = (|| {
         Ok::<_, Status>((
-            text(&mut c, up, upl)?,
+            read(&mut c, up, upl)?,
             text(&mut c, sp, sl)?,
             text(&mut c, mp, ml)?,
             pairs(&mut c, hp, hl)?,
         ))
     })();
-    let (upstream, service, method, metadata) = match parsed {
+    let (target, service, method, metadata) = match parsed {
         Ok(p) => p,
         Err(s) => return status(s),
     };
     let s = c.data_mut();
-    // An unknown cluster is a parse failure for gRPC (the name is first read as a GrpcService).
-    if !s.clusters.contains(&upstream) {
-        return status(Status::ParseFailure);
-    }
+    // Envoy reads the target as a serialized GrpcService first. One naming a cluster builds a
+    // client without looking the cluster up; the call then fails inline for an unknown one
+    // (InternalFailure). Anything else is a bare cluster name, and an unknown one is a parse
+    // failure.
+    let upstream = match envoy_grpc_cluster(&target) {
+        Some(cluster) => {
+            if !s.clusters.contains(&cluster) {
+                return status(Status::InternalFailure);
+            }
+            cluster
+        }
+        None => {
+            let name = String::from_utf8_lossy(&target).into_owned();
+            if !s.clusters.contains(&name) {
+                return status(Status::ParseFailure);
+            }
+            name
+        }
+    };
     let streaming = message.is_none();
     let token = s.token(if streaming {
         TokenKind::GrpcStream
@@ -246,4 +261,17 @@ fn get_status(mut c: Cx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32) -> HostR
         return super::done(r);
     }
     Ok(give(&mut c, &message, ret_ptr, ret_len)? as i32)
+}
+
+/// The cluster of a serialized `GrpcService { envoy_grpc { cluster_name } }`, if `b` is exactly
+/// that (one length-delimited field 1 holding one length-delimited field 1).
+fn envoy_grpc_cluster(b: &[u8]) -> Option<String> {
+    fn field1(b: &[u8]) -> Option<&[u8]> {
+        // A one-byte length is all a cluster name this short needs.
+        let (&tag, rest) = b.split_first()?;
+        let (&len, rest) = rest.split_first()?;
+        (tag == 0x0a && len < 0x80 && rest.len() == usize::from(len)).then_some(rest)
+    }
+    let name = field1(field1(b)?)?;
+    String::from_utf8(name.to_vec()).ok()
 }

@@ -15,6 +15,7 @@ mod conformance;
 mod enumeration;
 mod failures;
 mod fidelity;
+mod global;
 mod limits;
 mod probe_in_envoy;
 mod push;

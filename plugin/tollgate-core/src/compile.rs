@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::global::{self, GlobalLimit};
 use crate::limits::{Ban, FailureMode, KeyPart, RateLimit, BLOCK, WAYS};
 use crate::structpb::decode_struct;
 use crate::{
@@ -48,6 +49,25 @@ pub fn parse_rate(s: &str) -> Result<(u64, u64), String> {
         ));
     }
     Ok((n, period))
+}
+
+/// `"20ms"` or `"2s"` in milliseconds.
+fn parse_millis(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (n, mult) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => (s.strip_suffix('s')?, 1000),
+    };
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse::<u32>().ok()?.checked_mul(mult)
+}
+
+/// A rate limit as compiled: counted in this proxy, or by a rate-limit service.
+enum AnyLimit {
+    Local(RateLimit),
+    Global(GlobalLimit),
 }
 
 /// `"30s"`, `"5m"`, `"2h"`, `"1d"` in seconds.
@@ -499,9 +519,16 @@ impl Cx {
         let ip_lists = self.named_list(top, "ip_lists", "IP list", |cx, v, p| {
             cx.ip_list(v, p, &route_index)
         });
-        let rate_limits = self.named_list(top, "rate_limits", "rate limit", |cx, v, p| {
-            cx.rate_limit(v, p, &route_index)
+        let limits = self.named_list(top, "rate_limits", "rate limit", |cx, v, p| {
+            cx.any_rate_limit(v, p, &route_index)
         });
+        let (mut rate_limits, mut global_limits) = (Vec::new(), Vec::new());
+        for l in limits {
+            match l {
+                AnyLimit::Local(l) => rate_limits.push(l),
+                AnyLimit::Global(g) => global_limits.push(g),
+            }
+        }
         let bans = self.named_list(top, "bans", "ban", |cx, v, p| cx.ban(v, p, &route_index));
         let all_routes = top
             .get("routes")
@@ -523,6 +550,7 @@ impl Cx {
             ip_lists,
             routes,
             rate_limits,
+            global_limits,
             bans,
             detection,
             enumerations,
@@ -645,6 +673,184 @@ impl Cx {
         }
     }
 
+    /// A rate limit, counted here (`scope: local`, the default) or by a rate-limit service
+    /// (`scope: global`).
+    fn any_rate_limit(
+        &mut self,
+        v: &Value,
+        path: &str,
+        route_index: &HashMap<String, usize>,
+    ) -> Option<AnyLimit> {
+        let scope = match v.get("scope") {
+            None => Some(false),
+            Some(s) => match s.as_str() {
+                Some("local") => Some(false),
+                Some("global") => Some(true),
+                _ => {
+                    self.err(
+                        &join(path, "scope"),
+                        "unknown scope; expected \"local\" or \"global\"",
+                    );
+                    None
+                }
+            },
+        };
+        match scope {
+            Some(true) => self
+                .global_limit(v, path, route_index)
+                .map(AnyLimit::Global),
+            Some(false) => self.rate_limit(v, path, route_index).map(AnyLimit::Local),
+            // Still read as a local limit, for its other errors; the policy is refused anyway.
+            None => {
+                let _ = self.rate_limit(v, path, route_index);
+                None
+            }
+        }
+    }
+
+    fn global_limit(
+        &mut self,
+        v: &Value,
+        path: &str,
+        route_index: &HashMap<String, usize>,
+    ) -> Option<GlobalLimit> {
+        let m = self.object(
+            v,
+            path,
+            &[
+                "name",
+                "scope",
+                "key",
+                "rate",
+                "cost",
+                "routes",
+                "service",
+                "on_failure",
+                "mode",
+            ],
+        )?;
+        for local_only in ["burst", "max_keys"] {
+            if m.contains_key(local_only) {
+                self.err(
+                    &join(path, local_only),
+                    format!("a global limit has no {local_only}: the rate-limit service counts it (fixed windows, no per-proxy table)"),
+                );
+            }
+        }
+        let (name, key) = self.name_and_key(m, path);
+        let rate = match m.get("rate") {
+            None => Some(None),
+            Some(r) => {
+                let p = join(path, "rate");
+                self.string(r, &p).and_then(|s| match parse_rate(s) {
+                    Err(e) => {
+                        self.err(&p, e);
+                        None
+                    }
+                    Ok((n, period)) => match (global::Unit::of_period(period), u32::try_from(n)) {
+                        (Some(unit), Ok(n)) => Some(Some((n, unit))),
+                        _ => {
+                            self.err(
+                                &p,
+                                format!("{s:?}: a global rate is counted in windows of one second, minute, hour or day; write e.g. \"100/min\""),
+                            );
+                            None
+                        }
+                    },
+                })
+            }
+        };
+        let cost = match m.get("cost") {
+            Some(c) => self
+                .uint(c, &join(path, "cost"), u64::from(u32::MAX))
+                .unwrap_or(1),
+            None => 1,
+        };
+        if cost == 0 {
+            self.err(&join(path, "cost"), "a request's cost must be at least 1");
+        }
+        let routes = m
+            .get("routes")
+            .map(|r| self.weighted_routes(r, &join(path, "routes"), route_index, cost));
+        if routes.iter().flatten().flatten().any(|(_, c)| *c == 0) {
+            self.err(&join(path, "routes"), "a request's cost must be at least 1");
+        }
+        let service = self
+            .required(m, path, "service")
+            .and_then(|s| self.rls_service(s, &join(path, "service")));
+        let on_failure = self.failure_mode(m, path);
+        let mode = self.mode(m, path);
+        let name = name?;
+        let (cluster, domain, timeout_ms) = service?;
+        let rule = self.rule(format!("rate_limit.{name}"), mode);
+        Some(GlobalLimit {
+            name,
+            rule,
+            mode,
+            key,
+            routes: match routes {
+                Some(r) => Some(r?),
+                None => None,
+            },
+            cost,
+            cluster,
+            domain,
+            timeout_ms,
+            rate: rate?,
+            on_failure,
+        })
+    }
+
+    /// A global limit's `service`: `{cluster, domain, timeout}`.
+    fn rls_service(&mut self, v: &Value, path: &str) -> Option<(String, String, u32)> {
+        let m = self.object(v, path, &["cluster", "domain", "timeout"])?;
+        let cluster = self.required(m, path, "cluster").and_then(|c| {
+            let p = join(path, "cluster");
+            let s = self.string(c, &p)?;
+            // At most 120 bytes: the GrpcService the filter wraps it in stays ASCII.
+            let ok = !s.is_empty()
+                && s.len() <= 120
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if !ok {
+                self.err(&p, format!("{s:?} is not a cluster name Tollgate accepts (1 to 120 letters, digits, '-', '_', '.' or ':')"));
+            }
+            ok.then(|| s.to_owned())
+        });
+        let domain = self.required(m, path, "domain").and_then(|d| {
+            let p = join(path, "domain");
+            let s = self.string(d, &p)?;
+            let ok = !s.is_empty() && s.len() <= 255 && !s.bytes().any(|b| b.is_ascii_control());
+            if !ok {
+                self.err(
+                    &p,
+                    "a domain is 1 to 255 characters, none of them control characters",
+                );
+            }
+            ok.then(|| s.to_owned())
+        });
+        let timeout = match m.get("timeout") {
+            None => Some(global::DEFAULT_TIMEOUT_MS),
+            Some(t) => {
+                let p = join(path, "timeout");
+                let ms = self.string(t, &p).and_then(parse_millis);
+                match ms {
+                    Some(ms) if (1..=global::MAX_TIMEOUT_MS).contains(&ms) => Some(ms),
+                    _ => {
+                        self.err(
+                            &p,
+                            format!(
+                                "expected a timeout from 1ms to {}ms, e.g. \"20ms\" or \"1s\"",
+                                global::MAX_TIMEOUT_MS
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Some((cluster?, domain?, timeout?))
+    }
+
     fn rate_limit(
         &mut self,
         v: &Value,
@@ -656,6 +862,7 @@ impl Cx {
             path,
             &[
                 "name",
+                "scope",
                 "key",
                 "rate",
                 "burst",

@@ -110,7 +110,7 @@ pub struct Policy {
 
     /// Rate limits; every one that applies is checked, and the first to refuse answers 429.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub rate_limits: Option<Vec<RateLimit>>,
+    pub rate_limits: Option<Vec<AnyRateLimit>>,
 
     /// Bans driven by upstream responses (e.g. too many 401s from one client).
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -665,6 +665,105 @@ pub struct WeightedRoute {
     pub cost: Option<u64>,
 }
 
+/// A rate limit: counted in this proxy (`scope: local`, the default) or by a rate-limit
+/// service shared by every replica (`scope: global`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AnyRateLimit {
+    /// Counted in this Envoy's shared data.
+    Local(RateLimit),
+    /// Counted by an RLS v3 service.
+    Global(GlobalRateLimit),
+}
+
+/// `local`: the only value a local limit's `scope` may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalScope {
+    /// Counted in this proxy.
+    Local,
+}
+
+/// `global`: what makes a rate limit global.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalScope {
+    /// Counted by a rate-limit service.
+    Global,
+}
+
+/// A rate limit counted by a rate-limit service over Envoy's RLS v3 protocol
+/// (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`), so that it holds across every
+/// replica. The service counts in fixed windows; the request waits for its answer at most
+/// `service.timeout`, then `on_failure` applies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalRateLimit {
+    /// The limit's name: rule `rate_limit.<name>`, the descriptor's `tollgate_limit` entry.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
+    pub name: String,
+
+    /// `global`.
+    pub scope: GlobalScope,
+
+    /// The key's parts: each becomes a descriptor entry (`client_ip`, `header:<name>`,
+    /// `claim:<name>`, `peer_identity`, `body_field:<name>`); a request lacking a part is not
+    /// limited by this rule.
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
+    pub key: Vec<KeyPart>,
+
+    /// Requests per window of one second, minute, hour or day, sent as the descriptor's limit
+    /// override (which Envoy's reference service honours); absent, the service's own
+    /// configuration sets the limit.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(regex(
+        pattern = r"^\s*\+?0*[1-9][0-9]*\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$"
+    ))]
+    pub rate: Option<String>,
+
+    /// What one request costs (its `hits_addend`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(range(min = 1, max = 4_294_967_295u64), extend("default" = 1))]
+    pub cost: Option<u64>,
+
+    /// Routes the limit applies to, each optionally with its own cost; every route when absent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(length(min = 1))]
+    pub routes: Option<Vec<RouteRef>>,
+
+    /// The rate-limit service.
+    pub service: RlsService,
+
+    /// What to do when the service cannot answer in time (unreachable, an error status, a
+    /// timeout, an answer that does not decode).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(extend("default" = "open"))]
+    pub on_failure: Option<FailureMode>,
+
+    /// Mode of the limit's rule.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(extend("default" = "enforce"))]
+    pub mode: Option<Mode>,
+}
+
+/// Where a global limit is counted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RlsService {
+    /// The Envoy cluster of the service; it must speak HTTP/2.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,120}$"))]
+    pub cluster: String,
+
+    /// The RLS domain the service's configuration is keyed by.
+    #[schemars(length(min = 1, max = 255))]
+    pub domain: String,
+
+    /// How long a request waits for the answer, `"20ms"` to `"5000ms"` (or `"1s"`..`"5s"`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(regex(pattern = r"^\s*[0-9]+(ms|s)\s*$"), extend("default" = "20ms"))]
+    pub timeout: Option<String>,
+}
+
 /// A rate limit (GCRA) shared by all of Envoy's workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -672,6 +771,10 @@ pub struct RateLimit {
     /// The limit's name: rule `rate_limit.<name>`, and its name in the `RateLimit` headers.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
     pub name: String,
+
+    /// `local` (the default): counted in this proxy's shared data, across its workers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scope: Option<LocalScope>,
 
     /// The key's parts, joined; a request lacking a part is not limited by this rule.
     #[schemars(length(min = 1), extend("uniqueItems" = true))]

@@ -19,6 +19,7 @@ pub mod enumeration;
 mod error;
 #[cfg(feature = "schema")]
 pub mod format;
+pub mod global;
 pub mod limits;
 mod problem;
 mod request;
@@ -84,6 +85,8 @@ pub struct Policy {
     pub(crate) ip_lists: Vec<IpList>,
     pub(crate) routes: Vec<Route>,
     pub(crate) rate_limits: Vec<limits::RateLimit>,
+    /// Rate limits counted by a rate-limit service (`scope: global`).
+    pub(crate) global_limits: Vec<global::GlobalLimit>,
     pub(crate) bans: Vec<limits::Ban>,
     pub(crate) detection: Option<detect::Detection>,
     pub(crate) enumerations: Vec<enumeration::Enumeration>,
@@ -144,6 +147,7 @@ impl Policy {
         self.rate_limits
             .iter()
             .map(|l| &l.key)
+            .chain(self.global_limits.iter().map(|g| &g.key))
             .chain(self.bans.iter().map(|b| &b.key))
             .chain(self.enumerations.iter().map(|e| &e.key))
     }
@@ -156,6 +160,10 @@ impl Policy {
         self.rate_limits
             .iter()
             .any(|l| l.cost_on(route).is_some() && keyed(&l.key))
+            || self
+                .global_limits
+                .iter()
+                .any(|g| g.cost_on(route).is_some() && keyed(&g.key))
             || self.bans.iter().any(|b| b.applies(route) && keyed(&b.key))
             || self.enumerations.iter().any(|e| {
                 e.applies(route)
@@ -210,6 +218,11 @@ impl Policy {
     /// The rate limits, in policy order.
     pub fn rate_limits(&self) -> &[limits::RateLimit] {
         &self.rate_limits
+    }
+
+    /// The global rate limits (`scope: global`), in policy order.
+    pub fn global_limits(&self) -> &[global::GlobalLimit] {
+        &self.global_limits
     }
 
     /// The bans, in policy order.

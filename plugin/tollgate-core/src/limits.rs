@@ -439,7 +439,7 @@ pub fn key_of(parts: &[KeyPart], req: &Request<'_>, cx: &KeyContext<'_>) -> Opti
             }
             KeyPart::Claim { header, claim } => {
                 let v = req.header(header)?;
-                out.extend_from_slice(&claim_of(v, claim)?);
+                out.extend_from_slice(&claim_value(v, claim)?);
             }
             KeyPart::PeerIdentity => {
                 let id = cx.peer_identity.filter(|s| !s.is_empty())?;
@@ -466,7 +466,7 @@ pub fn key_of(parts: &[KeyPart], req: &Request<'_>, cx: &KeyContext<'_>) -> Opti
 
 /// A top-level claim of a base64url-encoded JSON payload, as text (strings as they are,
 /// numbers as written).
-fn claim_of(payload_b64: &[u8], claim: &str) -> Option<Vec<u8>> {
+pub(crate) fn claim_value(payload_b64: &[u8], claim: &str) -> Option<Vec<u8>> {
     if payload_b64.len() > MAX_PAYLOAD {
         return None;
     }

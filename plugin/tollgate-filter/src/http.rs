@@ -11,6 +11,7 @@ use tollgate_core::limits::{key_of, FailureMode, KeyContext, KeyPart};
 use tollgate_core::validate::JsonScan;
 use tollgate_core::{parse_socket_address, sanitize_request_id, Block, BlockKind, Mode, Request};
 
+use crate::global;
 use crate::limits::{self, LimitOutcome};
 use crate::log;
 use crate::root::Loaded;
@@ -46,9 +47,21 @@ struct Deferred {
     body: Vec<u8>,
 }
 
+/// A request waiting for the rate-limit services of its global limits.
+struct Pending {
+    headers: Vec<(String, Vec<u8>)>,
+    source: Option<std::net::IpAddr>,
+    verdict: tollgate_core::Verdict,
+    rate: LimitVerdict,
+    /// The calls not yet answered.
+    calls: Vec<global::Call>,
+}
+
 pub(crate) struct Http {
     loaded: Option<Rc<Loaded>>,
     deferred: Option<Deferred>,
+    /// Set while global limits' calls are in flight: the request stays paused until then.
+    pending: Option<Pending>,
     /// `RateLimit-Policy` and `RateLimit` values for the response, when the route shows them.
     rate_headers: Option<(String, String)>,
     /// Bans whose responses count for this request: (ban index, key fingerprint).
@@ -62,6 +75,7 @@ impl Http {
         Http {
             loaded,
             deferred: None,
+            pending: None,
             rate_headers: None,
             ban_keys: Vec::new(),
             answered: false,
@@ -69,7 +83,69 @@ impl Http {
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    /// A global limit's service answered (or the call failed: `status_code` is the gRPC status,
+    /// 4 for Envoy's timeout). The request goes on once every call has answered, or is refused
+    /// at the first that refuses it.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(loaded) = self.loaded.clone() else {
+            return;
+        };
+        let loaded = loaded.as_ref();
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        let Some(at) = p.calls.iter().position(|c| c.token == token_id) else {
+            return;
+        };
+        let call = p.calls.swap_remove(at);
+        let Some(g) = loaded.policy.global_limits().get(call.limit) else {
+            return;
+        };
+        let refused = match global::answer(status_code, response_size) {
+            Some(a) => {
+                let s = a.status();
+                if let Some(policy) = g.policy_header(&s) {
+                    p.rate.policy.push(policy);
+                    p.rate.state.push(g.state_header(&s));
+                }
+                if a.over_limit() {
+                    if g.mode == Mode::Enforce {
+                        loaded.metrics.global(call.limit, Some(false), g.on_failure);
+                    }
+                    let block = Block {
+                        rule: g.rule,
+                        kind: BlockKind::RateLimited {
+                            retry_after: s.reset_secs.unwrap_or(1).max(1),
+                        },
+                    };
+                    p.rate.hit(g.mode, block)
+                } else {
+                    loaded.metrics.global(call.limit, Some(true), g.on_failure);
+                    false
+                }
+            }
+            None => {
+                loaded.metrics.global(call.limit, None, g.on_failure);
+                failed_closed(&mut p.rate, g.rule, g.mode, g.on_failure)
+            }
+        };
+        if !refused && !p.calls.is_empty() {
+            return;
+        }
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        p.verdict.shadowed.append(&mut p.rate.shadowed);
+        p.verdict.block = p.rate.block.take();
+        let req = Request::from_headers(&p.headers, p.source).with_body(true);
+        if let Action::Continue = self.answer(loaded, &req, p.verdict, p.rate) {
+            if hostcalls::resume_http_request().is_err() {
+                log(LogLevel::Error, "tollgate: could not resume the request");
+            }
+        }
+    }
+}
 
 /// The verdict of bans and limits for one request.
 #[derive(Default)]
@@ -148,7 +224,7 @@ impl HttpContext for Http {
             });
             return Action::Pause;
         }
-        self.decide(loaded, &req, verdict, None)
+        self.decide(loaded, &req, verdict, None, (&headers, source))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -156,6 +232,11 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let loaded = loaded.as_ref();
+        if self.pending.is_some() {
+            // Decided by the services of its global limits: the body waits with the headers
+            // (Envoy buffers it, within its buffer limit).
+            return Action::Pause;
+        }
         let Some(d) = self.deferred.as_mut() else {
             return Action::Continue;
         };
@@ -196,6 +277,9 @@ impl HttpContext for Http {
         let Some(loaded) = self.loaded.clone() else {
             return Action::Continue;
         };
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
         if self.deferred.is_none() {
             return Action::Continue;
         }
@@ -242,16 +326,18 @@ impl Http {
         if !verdict.allowed() {
             return self.answer(loaded, &req, verdict, LimitVerdict::default());
         }
-        self.decide(loaded, &req, verdict, body.as_ref())
+        self.decide(loaded, &req, verdict, body.as_ref(), (&d.headers, d.source))
     }
 
-    /// Bans and limits for a request the policy allowed, then the answer.
+    /// Bans and limits for a request the policy allowed, then the answer; or, when global
+    /// limits apply, their calls, and a pause until they answer (`on_grpc_call_response`).
     fn decide(
         &mut self,
         loaded: &Loaded,
         req: &Request<'_>,
         mut verdict: tollgate_core::Verdict,
         body: Option<&serde_json::Value>,
+        (headers, source): (&[(String, Vec<u8>)], Option<std::net::IpAddr>),
     ) -> Action {
         let mut rate = LimitVerdict::default();
         if verdict.allowed() {
@@ -259,7 +345,71 @@ impl Http {
             verdict.shadowed.append(&mut rate.shadowed);
             verdict.block = rate.block.take();
         }
+        if verdict.allowed() {
+            let calls = self.start_global(loaded, req, verdict.route, body, &mut rate);
+            verdict.shadowed.append(&mut rate.shadowed);
+            verdict.block = rate.block.take();
+            if !calls.is_empty() && verdict.allowed() {
+                self.pending = Some(Pending {
+                    headers: headers.to_vec(),
+                    source,
+                    verdict,
+                    rate,
+                    calls,
+                });
+                return Action::Pause;
+            }
+        }
         self.answer(loaded, req, verdict, rate)
+    }
+
+    /// Calls the service of every global limit on `route` whose key the request has. A call
+    /// Envoy refuses applies the limit's `on_failure` at once (in `out`).
+    fn start_global(
+        &self,
+        loaded: &Loaded,
+        req: &Request<'_>,
+        route: Option<usize>,
+        body: Option<&serde_json::Value>,
+        out: &mut LimitVerdict,
+    ) -> Vec<global::Call> {
+        let policy = &loaded.policy;
+        let applying: Vec<(usize, u64)> = policy
+            .global_limits()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.cost_on(route).map(|c| (i, c)))
+            .collect();
+        let mut calls = Vec::new();
+        if applying.is_empty() {
+            return calls;
+        }
+        let cx = key_context(loaded, req, body, |part| {
+            applying.iter().any(|(i, _)| {
+                policy
+                    .global_limits()
+                    .get(*i)
+                    .is_some_and(|g| g.key.contains(part))
+            })
+        });
+        for (i, cost) in applying {
+            let Some(g) = policy.global_limits().get(i) else {
+                continue;
+            };
+            let Some(descriptor) = g.descriptor(req, &cx.context()) else {
+                continue;
+            };
+            match global::dispatch(g, i, &g.request(&descriptor, cost)) {
+                Some(call) => calls.push(call),
+                None => {
+                    loaded.metrics.global(i, None, g.on_failure);
+                    if failed_closed(out, g.rule, g.mode, g.on_failure) {
+                        break;
+                    }
+                }
+            }
+        }
+        calls
     }
 
     /// Logs, counts, and lets the request go on or answers it.
@@ -395,21 +545,8 @@ impl Http {
                 )
                 .any(|k| k.contains(part))
         };
-        let client = if needs(&KeyPart::ClientIp) {
-            policy.client_of(req)
-        } else {
-            None
-        };
-        let peer = if needs(&KeyPart::PeerIdentity) {
-            peer_identity()
-        } else {
-            None
-        };
-        let cx = KeyContext {
-            client,
-            peer_identity: peer.as_deref(),
-            body,
-        };
+        let keys = key_context(loaded, req, body, needs);
+        let cx = keys.context();
         let edge = policy.edge();
         let seed = loaded.seed.get();
 
@@ -659,6 +796,38 @@ fn failed_closed(
                 kind: BlockKind::LimitUnavailable,
             },
         )
+}
+
+/// What keys are made of beyond the headers, read only when a key needs it.
+struct Keys<'a> {
+    client: Option<std::net::IpAddr>,
+    peer: Option<String>,
+    body: Option<&'a serde_json::Value>,
+}
+
+impl Keys<'_> {
+    fn context(&self) -> KeyContext<'_> {
+        KeyContext {
+            client: self.client,
+            peer_identity: self.peer.as_deref(),
+            body: self.body,
+        }
+    }
+}
+
+fn key_context<'a>(
+    loaded: &Loaded,
+    req: &Request<'_>,
+    body: Option<&'a serde_json::Value>,
+    needs: impl Fn(&KeyPart) -> bool,
+) -> Keys<'a> {
+    Keys {
+        client: needs(&KeyPart::ClientIp)
+            .then(|| loaded.policy.client_of(req))
+            .flatten(),
+        peer: needs(&KeyPart::PeerIdentity).then(peer_identity).flatten(),
+        body,
+    }
 }
 
 /// The connection's source address (Envoy's `source.address` property, `ip:port`).

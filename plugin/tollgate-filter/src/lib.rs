@@ -9,6 +9,7 @@
 //! SDK's trait helpers unwrap them (and `get_http_request_headers` unwraps UTF-8 on values a
 //! client controls), which would turn a bad input into a trap.
 
+mod global;
 mod http;
 mod limits;
 mod metrics;

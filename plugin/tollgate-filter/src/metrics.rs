@@ -2,7 +2,9 @@
 //! `wasmcustom.` prefix, summed over workers: `wasmcustom.tollgate.<edge>.requests.allowed`,
 //! `....requests.blocked`, `....requests.shadow_blocked`, and per rule
 //! `wasmcustom.tollgate.<edge>.rule.<rule>.blocked` / `.shadow_blocked`. Per rate limit,
-//! `....rate_limit.<name>.{allowed,limited,evicted,expired,failure_open,failure_closed}`; per
+//! `....rate_limit.<name>.{allowed,limited,evicted,expired,failure_open,failure_closed}` (a
+//! global limit's: `allowed`, `limited`, `failure_open`, `failure_closed`, the last two when its
+//! service could not answer: unreachable, an error status, a timeout); per
 //! ban, `....ban.<name>.{banned,refused,evicted,failure_open,failure_closed}` (`banned`: keys
 //! banned; `refused`: requests refused while banned). Per detector class,
 //! `....detection.<class>.detected` (requests detection refused or would have, that the class
@@ -85,6 +87,8 @@ pub(crate) struct Metrics {
     /// Per rule, indexed by `RuleId`: (blocked, shadow_blocked).
     rules: Vec<(Option<u32>, Option<u32>)>,
     limits: Vec<LimitCounters>,
+    /// Per global limit: allowed, limited, failure_open, failure_closed (as a local limit's).
+    globals: Vec<LimitCounters>,
     bans: Vec<BanCounters>,
     /// Per detector class (in `Class::ALL` order): requests it scored on when detection
     /// refused or would have refused.
@@ -142,6 +146,20 @@ impl Metrics {
                         expired: c("expired"),
                         failure_open: c("failure_open"),
                         failure_closed: c("failure_closed"),
+                    }
+                })
+                .collect(),
+            globals: policy
+                .global_limits()
+                .iter()
+                .map(|g| {
+                    let c = |what: &str| counter(&format!("{base}.rate_limit.{}.{what}", g.name));
+                    LimitCounters {
+                        allowed: c("allowed"),
+                        limited: c("limited"),
+                        failure_open: c("failure_open"),
+                        failure_closed: c("failure_closed"),
+                        ..LimitCounters::default()
                     }
                 })
                 .collect(),
@@ -244,6 +262,17 @@ impl Metrics {
         bump(self.limits.get(i).and_then(|c| match mode {
             FailureMode::Open => c.failure_open,
             FailureMode::Closed => c.failure_closed,
+        }));
+    }
+
+    /// A global limit's service admitted (`Some(true)`), refused (`Some(false)`), or could not
+    /// answer (`None`, counted under the limit's failure mode).
+    pub(crate) fn global(&self, i: usize, admitted: Option<bool>, mode: FailureMode) {
+        bump(self.globals.get(i).and_then(|c| match (admitted, mode) {
+            (Some(true), _) => c.allowed,
+            (Some(false), _) => c.limited,
+            (None, FailureMode::Open) => c.failure_open,
+            (None, FailureMode::Closed) => c.failure_closed,
         }));
     }
 
