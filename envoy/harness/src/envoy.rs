@@ -98,6 +98,8 @@ pub struct EdgeOptions {
     pub default_failure_policy: bool,
     /// Envoy's log level for the `wasm` component (a plugin's debug lines need `debug`).
     pub wasm_log_level: &'static str,
+    /// Where the `ratelimit` cluster (global limits' service) is; none: a closed port.
+    pub ratelimit: Option<SocketAddr>,
 }
 
 impl EdgeOptions {
@@ -118,6 +120,7 @@ impl EdgeOptions {
             plain_local_replies: false,
             default_failure_policy: false,
             wasm_log_level: "info",
+            ratelimit: None,
         }
     }
 }
@@ -246,6 +249,19 @@ pub fn render_bootstrap(o: &EdgeOptions, ecds_file: &Path) -> Result<Value> {
     cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
         ["socket_address"] =
         json!({"address": o.backend.ip().to_string(), "port_value": o.backend.port()});
+    // The rate-limit service: where the options say, or a port nothing listens on.
+    let rls = o
+        .ratelimit
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)));
+    if let Some(cluster) = cfg
+        .pointer_mut("/static_resources/clusters")
+        .and_then(Value::as_array_mut)
+        .and_then(|l| l.iter_mut().find(|c| c["name"] == "ratelimit"))
+    {
+        cluster["type"] = json!("STATIC");
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"] = json!({"address": rls.ip().to_string(), "port_value": rls.port()});
+    }
     Ok(cfg)
 }
 

@@ -9,6 +9,7 @@
 //! - [`http`]: a small HTTP/1.1 client for tests and the demo.
 //! - [`oci`]: the `.wasm` as an OCI image layout for Istio, built without Docker.
 //! - [`istio`]: the gateways' `WasmPlugin` manifests, generated from the policies.
+//! - [`ratelimit`]: Redis and the rate-limit service behind global limits.
 
 pub mod backend;
 pub mod envoy;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod istio;
 pub mod load;
 pub mod oci;
+pub mod ratelimit;
 pub mod wasm;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod config;
 mod dashboard;
 mod dealer;
 mod detection;
+mod global;
 mod istio;
 mod limits;
 mod local_replies;
