@@ -54,15 +54,43 @@ impl Limiter {
         }))
     }
 
-    async fn connection(&self) -> Result<redis::aio::ConnectionManager, Failure> {
+    /// Connects to Redis now, in the background (the first decision need not wait).
+    pub fn warm(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = me.connect().await;
+        });
+    }
+
+    /// The connection, made on first use. The connecting runs in a task of its own: a call that
+    /// gives up waiting (the proxy's timeout cancels it) does not cancel the connecting, and the
+    /// next call finds it done.
+    async fn connection(self: &Arc<Self>) -> Result<redis::aio::ConnectionManager, Failure> {
+        if let Some(c) = self.conn.lock().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.connect().await });
+        match tokio::time::timeout(REDIS_TIMEOUT * 2, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Failure::Store("connecting to Redis failed".into())),
+            Err(_) => Err(Failure::Store("connecting to Redis timed out".into())),
+        }
+    }
+
+    async fn connect(&self) -> Result<redis::aio::ConnectionManager, Failure> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        // Reconnecting retries once, soon: while Redis is down a call fails in milliseconds
+        // (the proxy applies its on_failure) rather than waiting out a long backoff.
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(2))
+            .set_max_delay(Duration::from_millis(10));
         let c = tokio::time::timeout(
             REDIS_TIMEOUT * 2,
             redis::aio::ConnectionManager::new_with_config(self.client.clone(), cfg),
@@ -75,7 +103,10 @@ impl Limiter {
     }
 
     /// Decides one request.
-    pub async fn decide(&self, req: &RateLimitRequest) -> Result<RateLimitResponse, Failure> {
+    pub async fn decide(
+        self: &Arc<Self>,
+        req: &RateLimitRequest,
+    ) -> Result<RateLimitResponse, Failure> {
         if req.domain.is_empty() {
             return Err(Failure::Invalid("the domain is empty"));
         }

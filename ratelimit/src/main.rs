@@ -74,6 +74,7 @@ fn run() -> Result<()> {
 
 async fn serve(a: Args, config: Config) -> Result<()> {
     let limiter = Limiter::new(config, &a.redis)?;
+    limiter.warm();
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;

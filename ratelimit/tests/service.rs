@@ -74,7 +74,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// Tollgate's bytes, read by prost, decided, written by prost, read by Tollgate. (One runtime
 /// per test: the Redis connection lives on it.)
-fn decide(l: &Limiter, bytes: &[u8]) -> tollgate_core::global::Answer {
+fn decide(l: &std::sync::Arc<Limiter>, bytes: &[u8]) -> tollgate_core::global::Answer {
     thread_local! {
         static RT: tokio::runtime::Runtime = rt();
     }

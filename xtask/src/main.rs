@@ -10,7 +10,9 @@
 //!   prints its size, then its path on the last line.
 //! - `test`: setup, then format check, clippy (native and wasm), and every test, the end-to-end
 //!   tests against real Envoy included. This is what CI runs.
-//! - `demo`: setup, then the demo backend and both edges on loopback, with curl commands to try.
+//! - `demo [--global]`: setup, then the demo backend and both edges on loopback, with curl
+//!   commands to try; `--global` adds Redis, the rate-limit service and a second replica of
+//!   each edge running its global limits. SIGTERM or SIGINT stops everything it started.
 //! - `image [TAG]`: builds the filter and packages it as an OCI image layout for Istio
 //!   (`target/oci/tollgate`), printing the manifest digest for `WasmPlugin.spec.sha256`.
 //! - `manifests`: regenerates `envoy/istio/*-wasmplugin.yaml` from `policies/*.yaml`.
@@ -51,7 +53,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("test") => test(),
-        Some("demo") => demo(),
+        Some("demo") => demo(args.get(1).map(String::as_str) == Some("--global")),
         Some("manifests") => {
             for edge in harness::istio::edges() {
                 let path = harness::istio::manifest_path(edge);
@@ -86,7 +88,7 @@ fn main() -> Result<()> {
         }
         Some("image") => image(args.get(1).map_or("latest", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | wasm | component | test | demo | bench [ARGS] | image [TAG] | manifests>");
+            eprintln!("usage: cargo xtask <setup | wasm | component | test | demo [--global] | bench [ARGS] | image [TAG] | manifests>");
             std::process::exit(2);
         }
     }
@@ -354,18 +356,66 @@ fn count(summary: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn demo() -> Result<()> {
+/// The demo: the backend and both edges on loopback. With `--global`, Redis and the
+/// rate-limit service too, and two replicas of each edge running its fleet policy (the shipped
+/// policy and the global limits of `policies/global.yaml`). SIGTERM or SIGINT (Ctrl-C) stops
+/// every process it started.
+fn demo(global: bool) -> Result<()> {
     setup()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
     let wasm = ensure_wasm()?;
     let backend = Backend::start("127.0.0.1:8080")?;
+    let engine = if global {
+        let redis = harness::ratelimit::Redis::start()?;
+        let rls = harness::ratelimit::Rls::start(&redis.url())?;
+        Some((redis, rls))
+    } else {
+        None
+    };
     let mut edges = Vec::new();
-    for (edge, port, admin) in [("retail", 10000, 9901), ("dealer", 10001, 9902)] {
+    let replicas: &[(&str, u16, u16)] = if global {
+        &[
+            ("retail", 10000, 9901),
+            ("dealer", 10001, 9902),
+            ("retail", 10002, 9903),
+            ("dealer", 10003, 9904),
+        ]
+    } else {
+        &[("retail", 10000, 9901), ("dealer", 10001, 9902)]
+    };
+    for (edge, port, admin) in replicas {
         let mut o = EdgeOptions::new(edge, backend.addr, &wasm);
-        o.port = port;
-        o.admin_port = admin;
+        o.port = *port;
+        o.admin_port = *admin;
         o.concurrency = 2;
+        if let Some((_, rls)) = &engine {
+            o.ratelimit = Some(rls.addr);
+            o.plugin_config = harness::envoy::PluginConfig::Text(
+                harness::ratelimit::fleet_policy(edge)?.to_string(),
+            );
+        }
         let envoy = Envoy::start(&o).with_context(|| format!("starting the {edge} edge"))?;
         edges.push(envoy);
+    }
+    if let (Some((redis, rls)), [retail, _, retail_b, _]) = (&engine, edges.as_slice()) {
+        println!(
+            r#"
+Global limits: Redis on {redis}, the rate-limit service (RLS v3) on {rls}; replicas of the
+retail edge on http://{a} and http://{b}, of the dealer edge on ports 10001 and 10003. Each
+runs its shipped policy plus policies/global.yaml. The 6th login for one account within a
+minute is refused whichever replica it reaches (each replica alone admits 5 a minute, so the
+two would admit 10):
+  for i in $(seq 1 12); do p=$([ $((i % 2)) = 0 ] && echo 10000 || echo 10002); curl -s -o /dev/null -w "%{{http_code}} " -X POST http://127.0.0.1:$p/v1/auth/login -H "x-forwarded-for: 192.0.2.$i" -H 'content-type: application/json' -d '{{"email":"fleet@example.com","password":"x"}}'; done; echo
+Counters: curl -s http://127.0.0.1:9901/stats?filter=fleet
+"#,
+            redis = redis.addr,
+            rls = rls.addr,
+            a = retail.addr,
+            b = retail_b.addr,
+        );
     }
     let (retail, dealer) = (&edges[0], &edges[1]);
     println!(
@@ -397,7 +447,7 @@ Counters (allowed, blocked, shadow-blocked, per rule; per Core Rule Set rule: st
   curl -s http://{da}/stats?filter=tollgate
 Logs: {rl} and {dl}
 
-Ctrl-C stops everything.
+Ctrl-C (or SIGTERM) stops everything.
 "#,
         b = backend.addr,
         r = retail.addr,
@@ -407,8 +457,9 @@ Ctrl-C stops everything.
         rl = retail.log_path.display(),
         dl = dealer.log_path.display(),
     );
-    // Runs until interrupted (Ctrl-C reaches Envoy too) or until an edge exits.
-    loop {
+    // Runs until SIGTERM or SIGINT, or until an edge exits; dropping the edges, the engine and
+    // the backend stops them.
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for e in &mut edges {
             if let Some(status) = e.try_wait()? {
                 bail!(
@@ -417,6 +468,11 @@ Ctrl-C stops everything.
                 );
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    eprintln!("xtask: stopping the demo");
+    drop(edges);
+    drop(engine);
+    drop(backend);
+    Ok(())
 }

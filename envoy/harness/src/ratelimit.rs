@@ -157,7 +157,10 @@ impl Rls {
             .enable_all()
             .build()?;
         let limiter = tollgate_ratelimit::Limiter::new(self.config.clone(), &self.redis_url)?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(self.addr))?;
+        let listener = runtime.block_on(async {
+            limiter.warm();
+            tokio::net::TcpListener::bind(self.addr).await
+        })?;
         self.addr = listener.local_addr()?;
         runtime.spawn(async move {
             let _ = tonic::transport::Server::builder()

@@ -807,12 +807,11 @@ impl Cx {
         let cluster = self.required(m, path, "cluster").and_then(|c| {
             let p = join(path, "cluster");
             let s = self.string(c, &p)?;
-            // At most 120 bytes: the GrpcService the filter wraps it in stays ASCII.
-            let ok = !s.is_empty()
-                && s.len() <= 120
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            // Printable ASCII (Istio's `outbound|8081||host` included), at most 120 bytes: the
+            // GrpcService the filter wraps it in stays ASCII.
+            let ok = !s.is_empty() && s.len() <= 120 && s.bytes().all(|b| b.is_ascii_graphic());
             if !ok {
-                self.err(&p, format!("{s:?} is not a cluster name Tollgate accepts (1 to 120 letters, digits, '-', '_', '.' or ':')"));
+                self.err(&p, format!("{s:?} is not a cluster name Tollgate accepts (1 to 120 printable ASCII characters, no spaces)"));
             }
             ok.then(|| s.to_owned())
         });

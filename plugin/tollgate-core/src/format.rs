@@ -750,8 +750,9 @@ pub struct GlobalRateLimit {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RlsService {
-    /// The Envoy cluster of the service; it must speak HTTP/2.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,120}$"))]
+    /// The Envoy cluster of the service; it must speak HTTP/2. Under Istio, an in-mesh
+    /// service's cluster is `outbound|PORT||HOST`.
+    #[schemars(regex(pattern = r"^[!-~]{1,120}$"))]
     pub cluster: String,
 
     /// The RLS domain the service's configuration is keyed by.

@@ -185,3 +185,49 @@ fn the_oci_image_layout_is_valid_and_reproducible() {
     let err = oci::verify(&one.dir, "1.2.3").unwrap_err().to_string();
     assert!(err.contains("does not hash to its name"), "{err}");
 }
+
+#[test]
+fn the_rate_limit_services_manifest_names_the_cluster_the_fleet_policy_uses() {
+    let text =
+        std::fs::read_to_string(workspace_root().join("envoy/istio/ratelimit.yaml")).unwrap();
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "Deployment",
+            "Service",
+            "Deployment",
+            "Service"
+        ]
+    );
+    let service = &docs[2];
+    let (name, ns) = (
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+    );
+    let port = &service["spec"]["ports"][0];
+    // HTTP/2 for gRPC: Istio reads the protocol from the port's name or appProtocol.
+    assert_eq!(port["appProtocol"], "grpc");
+    assert_eq!(port["name"], "grpc");
+    let cluster = format!(
+        "outbound|{}||{name}.{ns}.svc.cluster.local",
+        port["port"].as_u64().unwrap()
+    );
+    assert!(
+        text.contains(&format!("cluster: \"{cluster}\"")),
+        "the comment's policy names {cluster}"
+    );
+    // That cluster name is one a policy accepts.
+    let policy = format!(
+        r#"{{"version":"i","edge":"retail","client_ip":{{"trusted_hops":1}},
+            "routes":[{{"name":"r","path":"/r","methods":["GET"]}}],
+            "rate_limits":[{{"name":"g","scope":"global","key":["client_ip"],
+                "service":{{"cluster":"{cluster}","domain":"tollgate-retail"}}}}]}}"#
+    );
+    tollgate_core::Policy::from_json(&policy).unwrap();
+}

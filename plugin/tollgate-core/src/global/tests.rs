@@ -101,6 +101,12 @@ fn every_error_of_a_global_limit_is_reported_with_its_path() {
             .iter()
             .any(|x| x.starts_with("rate_limits[0].service: required"))
     );
+    // Istio's cluster names pass; spaces do not.
+    assert!(errors(
+        r#"{"name": "g", "scope": "global", "key": ["client_ip"],
+            "service": {"cluster": "outbound|8081||rls.tollgate-system.svc.cluster.local", "domain": "d"}}"#
+    )
+    .is_empty());
     assert!(errors(
         r#"{"name": "g", "scope": "fleet", "key": ["client_ip"], "rate": "1/s", "burst": 1}"#
     )
