@@ -398,14 +398,28 @@ fn the_checked_in_schema_is_what_the_format_types_generate() {
 }
 
 fn shipped() -> Vec<(String, serde_json::Value)> {
-    ["retail", "dealer"]
+    let mut out: Vec<(String, serde_json::Value)> = ["retail", "dealer"]
         .iter()
         .map(|e| {
             let p = harness::workspace_root().join(format!("policies/{e}.yaml"));
             let text = std::fs::read_to_string(p).unwrap();
             (e.to_string(), serde_saphyr::from_str(&text).unwrap())
         })
-        .collect()
+        .collect();
+    // And each edge's fleet policy: the same with the global limits of policies/global.yaml.
+    let globals: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(harness::workspace_root().join("policies/global.yaml")).unwrap(),
+    )
+    .unwrap();
+    for i in 0..out.len() {
+        let (edge, mut doc) = out[i].clone();
+        doc["rate_limits"]
+            .as_array_mut()
+            .unwrap()
+            .extend(globals[&edge].as_array().unwrap().iter().cloned());
+        out.push((format!("{edge} fleet"), doc));
+    }
+    out
 }
 
 #[test]

@@ -109,8 +109,29 @@ fn grpc_calls_and_streams_deliver_their_callbacks() {
         let (a, b) = r["tokens"].split_once(',').unwrap();
         (a.parse().unwrap(), b.parse().unwrap())
     };
+    // The target as a GrpcService: a known cluster is a call; an unknown one fails inline
+    // (InternalFailure), where a bare unknown name is a parse failure (as Envoy does both).
+    assert_eq!(r["proto_known"], "0:1");
+    assert_eq!(r["proto_unknown"], "10");
     let open = p.grpc_calls();
-    assert_eq!(open.len(), 2);
+    assert_eq!(open.len(), 3);
+    let proto = open
+        .iter()
+        .find(|(_, c)| c.token != call && c.token != stream)
+        .unwrap();
+    assert_eq!(
+        proto.1.upstream, "backend",
+        "the cluster the GrpcService names"
+    );
+    let proto = proto.1.token;
+    assert!(p.deliver_grpc(
+        0,
+        proto,
+        GrpcEvent::Close {
+            status: 4,
+            message: "done".into()
+        }
+    ));
     let s = open.iter().find(|(_, c)| c.token == stream).unwrap();
     assert_eq!(s.1.messages, vec![b"hello".to_vec()]);
     assert!(s.1.half_closed);

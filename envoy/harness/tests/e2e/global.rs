@@ -213,3 +213,19 @@ fn a_global_limit_holds_across_two_replicas_and_follows_on_failure_when_its_engi
             >= 1
     );
 }
+
+#[test]
+fn each_edges_fleet_policy_compiles_with_its_global_limits() {
+    for edge in ["retail", "dealer"] {
+        let doc = harness::ratelimit::fleet_policy(edge).unwrap();
+        let p = tollgate_core::Policy::from_json(&doc.to_string())
+            .unwrap_or_else(|e| panic!("{edge}: {e:?}"));
+        assert!(!p.global_limits().is_empty(), "{edge}");
+        for g in p.global_limits() {
+            assert_eq!(g.cluster, "ratelimit", "the bootstraps' cluster");
+            assert!(g.rate.is_some());
+        }
+        // The local limits are all still there.
+        assert!(!p.rate_limits().is_empty());
+    }
+}

@@ -156,7 +156,10 @@ fn the_descriptor_names_the_limit_then_each_key_part_in_order() {
 
 /// A reader of the request as the service sees it, written apart from the encoder: the fields
 /// of a `RateLimitRequest`, flattened.
-fn read_request(bytes: &[u8]) -> (String, Vec<(String, String)>, Option<(u64, u64)>, u64) {
+/// A request as read: domain, entries, the override (requests, unit) and hits.
+type Read = (String, Vec<(String, String)>, Option<(u64, u64)>, u64);
+
+fn read_request(bytes: &[u8]) -> Read {
     let mut r = Reader { rest: bytes };
     let (mut domain, mut entries, mut limit, mut hits) = (String::new(), Vec::new(), None, 0);
     while let Some((f, v)) = r.next().unwrap() {
