@@ -5,8 +5,9 @@
 //! limited descriptor is counted in a fixed window in Redis (`INCRBY` and `EXPIRE … NX` in one
 //! `MULTI`, so every replica's proxies share one exact count); the answer says OK or
 //! OVER_LIMIT with the limit, the hits left and the time to the window's end. A descriptor with
-//! no limit is OK and not counted. When Redis cannot answer in time, the call fails with
-//! `UNAVAILABLE`, and the proxy applies its limit's `on_failure`.
+//! no limit is OK and not counted. When Redis cannot answer in time (5 ms before the caller's
+//! `grpc-timeout`, at most 100 ms), the call fails with `UNAVAILABLE`, and the proxy applies its
+//! limit's `on_failure` on that answer rather than on its own timer.
 
 pub mod config;
 pub mod proto;
@@ -22,6 +23,36 @@ use proto::{DescriptorStatus, RateLimitRequest, RateLimitResponse, OK, OVER_LIMI
 
 /// Longest a decision waits for Redis (connecting or answering) before it fails.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long before the caller's deadline (`grpc-timeout`, which Envoy sends with its timeout)
+/// the service gives up on Redis and answers `UNAVAILABLE`: the proxy then applies its
+/// `on_failure` on an answer, before its own timer would.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
+/// The part of a caller's `grpc-timeout` the service may spend on Redis.
+pub fn budget(caller: Option<Duration>) -> Duration {
+    caller.map_or(REDIS_TIMEOUT, |t| {
+        REDIS_TIMEOUT.min(t.saturating_sub(DEADLINE_MARGIN).max(t / 2))
+    })
+}
+
+/// A `grpc-timeout` header's value (`20m`: 20 ms; units H, M, S, m, u, n).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    if n.is_empty() || n.len() > 8 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
 
 /// Most descriptors one request may carry.
 pub const MAX_DESCRIPTORS: usize = 64;
@@ -65,13 +96,16 @@ impl Limiter {
     /// The connection, made on first use. The connecting runs in a task of its own: a call that
     /// gives up waiting (the proxy's timeout cancels it) does not cancel the connecting, and the
     /// next call finds it done.
-    async fn connection(self: &Arc<Self>) -> Result<redis::aio::ConnectionManager, Failure> {
+    async fn connection(
+        self: &Arc<Self>,
+        budget: Duration,
+    ) -> Result<redis::aio::ConnectionManager, Failure> {
         if let Some(c) = self.conn.lock().await.as_ref() {
             return Ok(c.clone());
         }
         let me = self.clone();
         let task = tokio::spawn(async move { me.connect().await });
-        match tokio::time::timeout(REDIS_TIMEOUT * 2, task).await {
+        match tokio::time::timeout(budget, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(Failure::Store("connecting to Redis failed".into())),
             Err(_) => Err(Failure::Store("connecting to Redis timed out".into())),
@@ -102,10 +136,11 @@ impl Limiter {
         Ok(c)
     }
 
-    /// Decides one request.
+    /// Decides one request, spending at most `budget` (see [`budget`]) on Redis.
     pub async fn decide(
         self: &Arc<Self>,
         req: &RateLimitRequest,
+        budget: Duration,
     ) -> Result<RateLimitResponse, Failure> {
         if req.domain.is_empty() {
             return Err(Failure::Invalid("the domain is empty"));
@@ -157,8 +192,10 @@ impl Limiter {
                 .ignore();
         }
         let counts: Vec<u64> = if counted.iter().any(Option::is_some) {
-            let mut conn = self.connection().await?;
-            tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut conn))
+            let started = tokio::time::Instant::now();
+            let mut conn = self.connection(budget).await?;
+            let left = budget.saturating_sub(started.elapsed());
+            tokio::time::timeout(left, pipe.query_async(&mut conn))
                 .await
                 .map_err(|_| Failure::Store("Redis did not answer in time".into()))?
                 .map_err(|e| Failure::Store(format!("Redis: {e}")))?
@@ -222,4 +259,33 @@ fn key(domain: &str, d: &proto::RateLimitDescriptor, unit_secs: u64, window: u64
     }
     k.push_str(&format!("|{unit_secs}|{window}"));
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_deadline_bounds_the_wait_for_redis() {
+        assert_eq!(parse_grpc_timeout("20m"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_grpc_timeout("1500u"),
+            Some(Duration::from_micros(1500))
+        );
+        for bad in ["", "m", "20", "20x", "-1m", "123456789m"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        // 20 ms from the proxy: 15 ms for Redis, so the answer beats the proxy's timer.
+        assert_eq!(
+            budget(Some(Duration::from_millis(20))),
+            Duration::from_millis(15)
+        );
+        assert_eq!(
+            budget(Some(Duration::from_millis(6))),
+            Duration::from_millis(3)
+        );
+        assert_eq!(budget(Some(Duration::from_secs(5))), REDIS_TIMEOUT);
+        assert_eq!(budget(None), REDIS_TIMEOUT);
+    }
 }

@@ -45,8 +45,14 @@ impl UnaryService<RateLimitRequest> for ShouldRateLimit {
 
     fn call(&mut self, request: Request<RateLimitRequest>) -> Self::Future {
         let limiter = self.0.clone();
+        let caller = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::parse_grpc_timeout);
+        let budget = crate::budget(caller);
         Box::pin(async move {
-            match limiter.decide(request.get_ref()).await {
+            match limiter.decide(request.get_ref(), budget).await {
                 Ok(r) => Ok(Response::new(r)),
                 Err(Failure::Invalid(why)) => Err(Status::invalid_argument(why)),
                 Err(Failure::Store(why)) => Err(Status::unavailable(why)),

@@ -79,7 +79,9 @@ fn decide(l: &std::sync::Arc<Limiter>, bytes: &[u8]) -> tollgate_core::global::A
         static RT: tokio::runtime::Runtime = rt();
     }
     let req = RateLimitRequest::decode(bytes).expect("prost reads Tollgate's request");
-    let resp = RT.with(|rt| rt.block_on(l.decide(&req))).expect("decided");
+    let resp = RT
+        .with(|rt| rt.block_on(l.decide(&req, tollgate_ratelimit::REDIS_TIMEOUT)))
+        .expect("decided");
     decode_response(&resp.encode_to_vec()).expect("Tollgate reads prost's answer")
 }
 
@@ -165,7 +167,9 @@ fn without_redis_a_decision_fails_quickly() {
     )
     .unwrap();
     let t = Instant::now();
-    assert!(rt().block_on(l.decide(&req)).is_err());
+    assert!(rt()
+        .block_on(l.decide(&req, tollgate_ratelimit::REDIS_TIMEOUT))
+        .is_err());
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
