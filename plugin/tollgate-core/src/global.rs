@@ -17,6 +17,7 @@
 //! own configuration of the same descriptor.
 
 use crate::limits::{claim_value, FailureMode, KeyContext, KeyPart};
+use crate::wire::{Field, Wire};
 use crate::{Mode, Request, RuleId};
 
 /// The gRPC service and method called.
@@ -266,7 +267,7 @@ impl Answer {
 
 /// Why an answer could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError(pub &'static str);
+pub struct DecodeError(pub String);
 
 // --- protobuf, by hand -------------------------------------------------------------------------
 
@@ -334,83 +335,15 @@ pub fn grpc_service(cluster: &str) -> Vec<u8> {
     out
 }
 
-/// A protobuf field as read: its number and value.
-enum Field<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Other,
-}
-
-/// Reads a message's fields one at a time.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self
-                .rest
-                .split_first()
-                .ok_or(DecodeError("truncated varint"))?;
-            self.rest = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError("varint over 10 bytes"))
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
-        let n = usize::try_from(n).map_err(|_| DecodeError("length out of range"))?;
-        if n > self.rest.len() {
-            return Err(DecodeError("length past the end"));
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, DecodeError> {
-        if self.rest.is_empty() {
-            return Ok(None);
-        }
-        let tag = self.varint()?;
-        let field = tag >> 3;
-        if field == 0 {
-            return Err(DecodeError("field number 0"));
-        }
-        let value = match tag & 7 {
-            0 => Field::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Field::Other
-            }
-            2 => {
-                let n = self.varint()?;
-                Field::Bytes(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Field::Other
-            }
-            _ => return Err(DecodeError("unsupported wire type")),
-        };
-        Ok(Some((field, value)))
-    }
-}
-
 /// Most descriptor statuses read from one answer (one per descriptor sent; more is garbage).
 const MAX_STATUSES: usize = 64;
 
 /// Decodes a `RateLimitResponse`. Unknown fields are skipped, as protobuf readers do.
 pub fn decode_response(bytes: &[u8]) -> Result<Answer, DecodeError> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Wire::new(bytes);
     let mut overall = Code::Unknown;
     let mut statuses = Vec::new();
-    while let Some((field, value)) = r.next()? {
+    while let Some((field, value)) = r.next().map_err(DecodeError)? {
         match (field, value) {
             (1, Field::Varint(v)) => overall = Code::of(v),
             (2, Field::Bytes(b)) if statuses.len() < MAX_STATUSES => {
@@ -418,7 +351,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<Answer, DecodeError> {
             }
             // Past the most an answer can mean: skipped.
             (2, Field::Bytes(_)) => {}
-            (1 | 2, _) => return Err(DecodeError("field of the wrong type")),
+            (1 | 2, _) => return Err(DecodeError("field of the wrong type".into())),
             _ => {}
         }
     }
@@ -426,20 +359,20 @@ pub fn decode_response(bytes: &[u8]) -> Result<Answer, DecodeError> {
 }
 
 fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, DecodeError> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Wire::new(bytes);
     let mut s = DescriptorStatus {
         code: Code::Unknown,
         limit: None,
         remaining: 0,
         reset_secs: None,
     };
-    while let Some((field, value)) = r.next()? {
+    while let Some((field, value)) = r.next().map_err(DecodeError)? {
         match (field, value) {
             (1, Field::Varint(v)) => s.code = Code::of(v),
             (2, Field::Bytes(b)) => {
-                let mut lr = Reader { rest: b };
+                let mut lr = Wire::new(b);
                 let (mut n, mut unit) = (0, None);
-                while let Some((f, v)) = lr.next()? {
+                while let Some((f, v)) = lr.next().map_err(DecodeError)? {
                     match (f, v) {
                         (1, Field::Varint(x)) => n = x,
                         (2, Field::Varint(x)) => unit = Unit::from_number(x),
@@ -450,9 +383,9 @@ fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, DecodeError> {
             }
             (3, Field::Varint(v)) => s.remaining = v,
             (4, Field::Bytes(b)) => {
-                let mut dr = Reader { rest: b };
+                let mut dr = Wire::new(b);
                 let (mut secs, mut nanos) = (0u64, 0u64);
-                while let Some((f, v)) = dr.next()? {
+                while let Some((f, v)) = dr.next().map_err(DecodeError)? {
                     match (f, v) {
                         (1, Field::Varint(x)) => secs = x,
                         (2, Field::Varint(x)) => nanos = x,
@@ -464,7 +397,7 @@ fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, DecodeError> {
                     .then(|| secs + u64::from(nanos > 0 && nanos < 1_000_000_000));
             }
             (1 | 3, _) | (2 | 4, Field::Varint(_)) => {
-                return Err(DecodeError("field of the wrong type"))
+                return Err(DecodeError("field of the wrong type".into()))
             }
             _ => {}
         }

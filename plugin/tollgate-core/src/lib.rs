@@ -29,6 +29,7 @@ pub mod tables;
 mod template;
 pub mod validate;
 mod whole;
+mod wire;
 #[cfg(feature = "yaml")]
 pub mod yamlpos;
 

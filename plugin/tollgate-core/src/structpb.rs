@@ -11,6 +11,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::wire::{Field, Wire};
+
 /// Deepest nesting of structs and lists accepted.
 pub const MAX_DEPTH: usize = 32;
 
@@ -19,74 +21,12 @@ pub fn decode_struct(bytes: &[u8]) -> Result<Value, String> {
     struct_fields(bytes, 0).map(Value::Object)
 }
 
-struct Wire<'a> {
-    b: &'a [u8],
-}
-
-enum Field<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Bytes(&'a [u8]),
-    Fixed32,
-}
-
-impl<'a> Wire<'a> {
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&byte, rest) = self.b.split_first().ok_or("truncated varint")?;
-            self.b = rest;
-            v |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("varint longer than 10 bytes".into())
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if n > self.b.len() {
-            return Err("length runs past the end of the message".into());
-        }
-        let (head, rest) = self.b.split_at(n);
-        self.b = rest;
-        Ok(head)
-    }
-
-    /// The next field as (number, value), or `None` at the end.
-    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, String> {
-        if self.b.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let field = match key & 7 {
-            0 => Field::Varint(self.varint()?),
-            1 => {
-                let raw = self.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(raw);
-                Field::Fixed64(u64::from_le_bytes(a))
-            }
-            2 => {
-                let n = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
-                Field::Bytes(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Field::Fixed32
-            }
-            w => return Err(format!("unsupported wire type {w}")),
-        };
-        Ok(Some((key >> 3, field)))
-    }
-}
-
 fn struct_fields(bytes: &[u8], depth: usize) -> Result<Map<String, Value>, String> {
     if depth > MAX_DEPTH {
         return Err(format!("nested deeper than {MAX_DEPTH} levels"));
     }
     let mut map = Map::new();
-    let mut w = Wire { b: bytes };
+    let mut w = Wire::new(bytes);
     while let Some((num, f)) = w.next()? {
         if let (1, Field::Bytes(entry)) = (num, f) {
             let (k, v) = map_entry(entry, depth)?;
@@ -102,7 +42,7 @@ fn struct_fields(bytes: &[u8], depth: usize) -> Result<Map<String, Value>, Strin
 fn map_entry(bytes: &[u8], depth: usize) -> Result<(String, Value), String> {
     let mut key = String::new();
     let mut value = Value::Null;
-    let mut w = Wire { b: bytes };
+    let mut w = Wire::new(bytes);
     while let Some((num, f)) = w.next()? {
         match (num, f) {
             (1, Field::Bytes(k)) => {
@@ -119,7 +59,7 @@ fn map_entry(bytes: &[u8], depth: usize) -> Result<(String, Value), String> {
 
 fn value_of(bytes: &[u8], depth: usize) -> Result<Value, String> {
     let mut out = Value::Null;
-    let mut w = Wire { b: bytes };
+    let mut w = Wire::new(bytes);
     while let Some((num, f)) = w.next()? {
         out = match (num, f) {
             (1, Field::Varint(_)) => Value::Null,
@@ -146,7 +86,7 @@ fn list(bytes: &[u8], depth: usize) -> Result<Vec<Value>, String> {
         return Err(format!("nested deeper than {MAX_DEPTH} levels"));
     }
     let mut out = Vec::new();
-    let mut w = Wire { b: bytes };
+    let mut w = Wire::new(bytes);
     while let Some((num, f)) = w.next()? {
         if let (1, Field::Bytes(v)) = (num, f) {
             out.push(value_of(v, depth)?);

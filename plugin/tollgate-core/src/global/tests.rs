@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::{Field, Wire};
 use crate::Policy;
 
 fn policy(limit: &str) -> Result<Policy, Vec<crate::PolicyError>> {
@@ -160,17 +161,17 @@ fn the_descriptor_names_the_limit_then_each_key_part_in_order() {
 type Read = (String, Vec<(String, String)>, Option<(u64, u64)>, u64);
 
 fn read_request(bytes: &[u8]) -> Read {
-    let mut r = Reader { rest: bytes };
+    let mut r = Wire::new(bytes);
     let (mut domain, mut entries, mut limit, mut hits) = (String::new(), Vec::new(), None, 0);
     while let Some((f, v)) = r.next().unwrap() {
         match (f, v) {
             (1, Field::Bytes(b)) => domain = String::from_utf8(b.to_vec()).unwrap(),
             (2, Field::Bytes(b)) => {
-                let mut d = Reader { rest: b };
+                let mut d = Wire::new(b);
                 while let Some((f, v)) = d.next().unwrap() {
                     match (f, v) {
                         (1, Field::Bytes(e)) => {
-                            let mut er = Reader { rest: e };
+                            let mut er = Wire::new(e);
                             let (mut k, mut val) = (String::new(), String::new());
                             while let Some((f, v)) = er.next().unwrap() {
                                 if let Field::Bytes(x) = v {
@@ -185,7 +186,7 @@ fn read_request(bytes: &[u8]) -> Read {
                             entries.push((k, val));
                         }
                         (2, Field::Bytes(l)) => {
-                            let mut lr = Reader { rest: l };
+                            let mut lr = Wire::new(l);
                             let (mut n, mut u) = (0, 0);
                             while let Some((f, v)) = lr.next().unwrap() {
                                 if let Field::Varint(x) = v {
