@@ -148,6 +148,8 @@ pub struct Engine {
     setup: FxHashMap<String, String>,
     /// libinjection's verdicts on values seen before.
     pub(super) memo: super::memo::Memo,
+    /// The links known not to match values seen before.
+    pub(super) misses: super::memo::Misses,
     /// The distinct transformation chains; a link names its chain by index.
     pub(super) chains: Vec<Vec<Transform>>,
     /// Per chain: the chain the prefilter reads it through, the same but for case steps that
@@ -226,6 +228,9 @@ pub(super) struct CLink {
     pub(super) filtered: bool,
     pub(super) capture: bool,
     pub(super) multi_match: bool,
+    /// Its answer on a value depends on the value's bytes alone (see [`super::memo::Misses`]);
+    /// with `multiMatch`, the answers of every step together.
+    pub(super) pure: bool,
     pub(super) setvars: Vec<CSetVar>,
     pub(super) ctl: Vec<Ctl>,
 }
@@ -747,6 +752,7 @@ impl Engine {
             phase2,
             base: FxHashMap::default(),
             memo: super::memo::Memo::default(),
+            misses: super::memo::Misses::default(),
             setup: set
                 .setup
                 .iter()
@@ -1213,12 +1219,23 @@ fn compile_link(l: &Link, set: &Ruleset) -> Result<(CLink, Option<Vec<Vec<u8>>>)
         "nomatch" => COp::Never,
         other => return Err(format!("operator @{other} is not supported")),
     };
+    let pure = match &op {
+        COp::Within(m)
+        | COp::Num(_, m)
+        | COp::Streq(m)
+        | COp::BeginsWith(m)
+        | COp::EndsWith(m)
+        | COp::Contains(m)
+        | COp::ContainsWord(m) => m.constant().is_some(),
+        _ => true,
+    };
     Ok((
         CLink {
             gid: 0,
             targets,
             excludes,
             op,
+            pure,
             negated: l.op.negated,
             transforms: l.transforms.clone(),
             chain: 0,

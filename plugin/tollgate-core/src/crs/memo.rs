@@ -94,6 +94,112 @@ impl Memo {
     }
 }
 
+/// How many values [`Misses`] holds.
+const MISS_SLOTS: usize = 1024;
+
+/// What the rules said of values seen before: per value, the links known not to match it.
+///
+/// A link whose operator reads nothing but the value (a pattern, a phrase list, libinjection, a
+/// byte range; no `%{...}` argument, no `multiMatch`) gives the same answer on the same bytes
+/// whatever the request, through the same transformations. So once a value has been tested
+/// by such a link and did not match, the next request that carries the same bytes (a
+/// browser's User-Agent, Accept headers, a Referer, cookies, the same query arguments) skips
+/// the link on it: no transformation, no prefilter pass, no pattern. Matches are not kept: a
+/// value that matched is tested again, so what a match records (captures, the matched value)
+/// is always computed. Values are compared in full, never by hash alone, so a client cannot
+/// make another value's misses its own; a client that sends new values only misses here.
+///
+/// The table is bounded like [`Memo`]: a fixed number of slots, values up to [`MAX_LEN`]
+/// bytes, a slot overwritten by the next value that hashes to it. One table per compiled rule
+/// set: a push compiles a new one, empty.
+#[derive(Debug)]
+pub(super) struct Misses {
+    slots: Mutex<Vec<Option<MissSlot>>>,
+    /// Fast (every value a request carries is hashed once) and seeded per table, weakly in
+    /// wasm (from addresses): a value made to collide only evicts another from its slot, it
+    /// never takes its misses (values are compared in full). The slot comes from the hash's
+    /// high bits; foldhash's low bits are weak.
+    hasher: foldhash::fast::RandomState,
+}
+
+#[derive(Debug)]
+struct MissSlot {
+    value: Vec<u8>,
+    /// Link gids, one bit each.
+    missed: Vec<u64>,
+}
+
+impl Default for Misses {
+    fn default() -> Misses {
+        Misses {
+            slots: Mutex::new(Vec::new()),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+impl Misses {
+    /// The key of `value` (`None`: too long to keep).
+    pub(super) fn key(&self, value: &[u8]) -> Option<u64> {
+        (value.len() <= MAX_LEN).then(|| self.hasher.hash_one(value))
+    }
+
+    /// ORs the misses known for `value` (key `key`) into `out`.
+    pub(super) fn load(&self, key: u64, value: &[u8], out: &mut [u64]) {
+        let at = ((key >> 40) as usize) % MISS_SLOTS;
+        if let Ok(slots) = self.slots.lock() {
+            if let Some(Some(s)) = slots.get(at) {
+                if s.value == value {
+                    for (o, m) in out.iter_mut().zip(&s.missed) {
+                        *o |= *m;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps `missed` as what is known of `value` (merged with what the slot knows of the
+    /// same bytes; another value's slot is taken over).
+    pub(super) fn store(&self, key: u64, value: &[u8], missed: &[u64]) {
+        if value.len() > MAX_LEN {
+            return;
+        }
+        let at = ((key >> 40) as usize) % MISS_SLOTS;
+        if let Ok(mut slots) = self.slots.lock() {
+            if slots.len() < MISS_SLOTS {
+                slots.resize_with(MISS_SLOTS, || None);
+            }
+            let Some(slot) = slots.get_mut(at) else {
+                return;
+            };
+            match slot {
+                Some(s) if s.value == value => {
+                    if s.missed.len() < missed.len() {
+                        s.missed.resize(missed.len(), 0);
+                    }
+                    for (m, n) in s.missed.iter_mut().zip(missed) {
+                        *m |= *n;
+                    }
+                }
+                _ => {
+                    *slot = Some(MissSlot {
+                        value: value.to_vec(),
+                        missed: missed.to_vec(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// How many values the table holds now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.slots
+            .lock()
+            .map_or(0, |s| s.iter().filter(|x| x.is_some()).count())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +245,39 @@ mod tests {
             });
         }
         assert_eq!(calls, 3, "a value over the length limit is never kept");
+    }
+
+    #[test]
+    fn misses_are_kept_per_value_and_merged() {
+        let m = Misses::default();
+        let ua = b"Mozilla/5.0 (X11; Linux x86_64)";
+        let k = m.key(ua).unwrap_or_default();
+        m.store(k, ua, &[0b0101, 0]);
+        m.store(k, ua, &[0b0010, 1]);
+        let mut out = [0u64; 2];
+        m.load(k, ua, &mut out);
+        assert_eq!(out, [0b0111, 1]);
+        // Another value, even one that claims the same key, learns nothing from this one.
+        let mut other = [0u64; 2];
+        m.load(k, b"Mozilla/5.0 (X11; Linux x86_64)!", &mut other);
+        assert_eq!(other, [0, 0]);
+        // A value over the length limit has no key and is never kept.
+        let long = vec![b'a'; MAX_LEN + 1];
+        assert_eq!(m.key(&long), None);
+        m.store(7, &long, &[1]);
+        let mut none = [0u64; 1];
+        m.load(7, &long, &mut none);
+        assert_eq!(none, [0]);
+    }
+
+    #[test]
+    fn the_misses_table_stays_bounded() {
+        let m = Misses::default();
+        for i in 0..(MISS_SLOTS * 4) {
+            let v = format!("value {i}");
+            let k = m.key(v.as_bytes()).unwrap_or_default();
+            m.store(k, v.as_bytes(), &[1]);
+        }
+        assert!(m.len() <= MISS_SLOTS);
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn evaluate(engine: &Engine, input: &Input<'_>) -> Outcome {
         t.process_body();
         t.run(engine, 2);
     }
+    t.table.remember(engine);
     t.st.outcome
 }
 
@@ -98,7 +99,26 @@ struct Table {
     groups: Vec<Option<Vec<(Coll, u32)>>>,
     /// Per (group, chain): the prefilter's verdicts over all of the group's values, OR-ed.
     unions: FxHashMap<(u32, u32), Vec<u64>>,
+    /// Per value: its place in `remembered` ([`UNSEEN`] until a link asks, [`FORGOT`] when
+    /// it is not remembered).
+    miss_at: Vec<u32>,
+    /// The values looked up in the engine's [`Misses`](super::memo::Misses): the value, its
+    /// key, and whether this request learnt a miss on it.
+    remembered: Vec<(u32, u64, bool)>,
+    /// Per remembered value, one word per 64 links: the links known not to match it.
+    missed: Vec<u64>,
+    /// Per target group, once asked: the links known not to match any of its values in this
+    /// phase (the AND of theirs, and what this request learnt of the whole group).
+    group_missed: Vec<Option<Vec<u64>>>,
 }
+
+/// A value no link has asked about yet.
+const UNSEEN: u32 = u32::MAX;
+/// A value not remembered across requests (too long, or past [`MAX_REMEMBERED`]).
+const FORGOT: u32 = u32::MAX - 1;
+/// How many of a request's values are looked up and remembered: a body of thousands of parts
+/// costs no more memory for them than this.
+const MAX_REMEMBERED: usize = 256;
 
 /// Where a value's prefilter verdict through a chain is kept.
 enum Verdict {
@@ -152,6 +172,7 @@ impl Table {
         self.raw_flags.resize(values, None);
         self.newest.resize(values, None);
         self.view_head.resize(values, 0);
+        self.miss_at.resize(values, UNSEEN);
     }
 
     fn scalar(&mut self, coll: Coll, value: Vec<u8>) {
@@ -176,6 +197,133 @@ impl Table {
             *slot = Some(m);
         }
         m
+    }
+
+    /// Value `v`'s place among the remembered values, looked up on first use.
+    fn remembered_at(&mut self, engine: &Engine, v: u32) -> Option<usize> {
+        let at = *self.miss_at.get(v as usize)?;
+        if at == FORGOT {
+            return None;
+        }
+        if at != UNSEEN {
+            return Some(at as usize);
+        }
+        let key = (self.remembered.len() < MAX_REMEMBERED)
+            .then(|| engine.misses.key(self.raw(v)))
+            .flatten();
+        let Some(key) = key else {
+            if let Some(slot) = self.miss_at.get_mut(v as usize) {
+                *slot = FORGOT;
+            }
+            return None;
+        };
+        let words = (engine.link_count as usize).div_ceil(64);
+        let i = self.remembered.len();
+        self.remembered.push((v, key, false));
+        if i == 0 {
+            let values = self.miss_at.len().min(MAX_REMEMBERED);
+            self.missed.reserve(values * words);
+        }
+        self.missed.resize((i + 1) * words, 0);
+        if let Some(bits) = self.missed.get_mut(i * words..) {
+            engine.misses.load(key, raw_of(&self.entries, v), bits);
+        }
+        if let Some(slot) = self.miss_at.get_mut(v as usize) {
+            *slot = u32::try_from(i).unwrap_or(FORGOT);
+        }
+        Some(i)
+    }
+
+    /// Whether link `gid` (a pure one) is known not to match value `v`.
+    fn missed(&mut self, engine: &Engine, v: u32, gid: u32) -> bool {
+        let Some(i) = self.remembered_at(engine, v) else {
+            return false;
+        };
+        let words = (engine.link_count as usize).div_ceil(64);
+        self.missed
+            .get(i * words..(i + 1) * words)
+            .is_some_and(|b| has_bit(b, gid))
+    }
+
+    /// Records that link `gid` (a pure one) does not match value `v`.
+    fn learn(&mut self, engine: &Engine, v: u32, gid: u32) {
+        let Some(i) = self.remembered_at(engine, v) else {
+            return;
+        };
+        let words = (engine.link_count as usize).div_ceil(64);
+        if let Some(w) = self.missed.get_mut(i * words + (gid / 64) as usize) {
+            *w |= 1 << (gid % 64);
+        }
+        if let Some(r) = self.remembered.get_mut(i) {
+            r.2 = true;
+        }
+    }
+
+    /// Whether link `gid` (a pure one) is known not to match any value of group `g`
+    /// (resolved).
+    fn group_missed(&mut self, engine: &Engine, g: u32, gid: u32) -> bool {
+        if let Some(Some(bits)) = self.group_missed.get(g as usize) {
+            return has_bit(bits, gid);
+        }
+        let words = (engine.link_count as usize).div_ceil(64);
+        let values = self
+            .groups
+            .get_mut(g as usize)
+            .and_then(Option::take)
+            .unwrap_or_default();
+        let mut all = vec![u64::MAX; words];
+        for (_, v) in &values {
+            match self.remembered_at(engine, *v) {
+                Some(i) => match self.missed.get(i * words..(i + 1) * words) {
+                    Some(bits) => all.iter_mut().zip(bits).for_each(|(a, b)| *a &= *b),
+                    None => all.fill(0),
+                },
+                None => all.fill(0),
+            }
+        }
+        if let Some(slot) = self.groups.get_mut(g as usize) {
+            *slot = Some(values);
+        }
+        let hit = has_bit(&all, gid);
+        if self.group_missed.len() <= g as usize {
+            self.group_missed.resize_with(g as usize + 1, || None);
+        }
+        if let Some(slot) = self.group_missed.get_mut(g as usize) {
+            *slot = Some(all);
+        }
+        hit
+    }
+
+    /// Records that link `gid` (a pure one) matches no value of group `g` (resolved).
+    fn group_learn(&mut self, engine: &Engine, g: u32, gid: u32) {
+        let values = self
+            .groups
+            .get_mut(g as usize)
+            .and_then(Option::take)
+            .unwrap_or_default();
+        for (_, v) in &values {
+            self.learn(engine, *v, gid);
+        }
+        if let Some(slot) = self.groups.get_mut(g as usize) {
+            *slot = Some(values);
+        }
+        if let Some(Some(w)) = self
+            .group_missed
+            .get_mut(g as usize)
+            .map(|b| b.as_mut().and_then(|b| b.get_mut((gid / 64) as usize)))
+        {
+            *w |= 1 << (gid % 64);
+        }
+    }
+
+    /// Hands what this request learnt to the engine's table, for the requests after it.
+    fn remember(&self, engine: &Engine) {
+        let words = (engine.link_count as usize).div_ceil(64);
+        for (i, (v, key, learnt)) in self.remembered.iter().enumerate() {
+            if let (true, Some(bits)) = (*learnt, self.missed.get(i * words..(i + 1) * words)) {
+                engine.misses.store(*key, self.raw(*v), bits);
+            }
+        }
     }
 
     /// Value `v` through chain `chain`: `None` for the raw bytes, else the form's index.
@@ -522,6 +670,10 @@ impl<'e, 'a> Txn<'e, 'a> {
             scratch: transform::Scratch::default(),
             groups: Vec::new(),
             unions: FxHashMap::default(),
+            miss_at: Vec::new(),
+            remembered: Vec::new(),
+            missed: Vec::new(),
+            group_missed: Vec::new(),
         };
         let mut args = Vec::new();
         if let Some(q) = query {
@@ -673,6 +825,7 @@ impl<'e, 'a> Txn<'e, 'a> {
         // The groups' values change with the body's.
         t.groups.clear();
         t.unions.clear();
+        t.group_missed.clear();
     }
 
     fn run(&mut self, engine: &'e Engine, phase: u8) {
@@ -859,11 +1012,18 @@ impl<'e, 'a> Txn<'e, 'a> {
         match link.group {
             Some(g) if !ctl_removed => {
                 self.resolve_group(g);
+                if link.pure && self.table.group_missed(self.engine, g, link.gid) {
+                    self.srcs = srcs;
+                    return (false, 0);
+                }
                 if link.filtered
                     && !self
                         .table
                         .group_flagged(self.engine, g, link.chain, link.gid)
                 {
+                    if link.pure {
+                        self.table.group_learn(self.engine, g, link.gid);
+                    }
                     self.srcs = srcs;
                     return (false, 0);
                 }
@@ -1004,12 +1164,20 @@ impl<'e, 'a> Txn<'e, 'a> {
             return hits;
         }
         if let (Src::Entry(v), false) = (src, link.multi_match) {
+            if link.pure && self.table.missed(self.engine, *v, link.gid) {
+                return hits;
+            }
             if link.filtered && !self.table.flagged(self.engine, *v, link.chain, link.gid) {
+                if link.pure {
+                    self.table.learn(self.engine, *v, link.gid);
+                }
                 return hits;
             }
             let value = self.table.value(self.engine, *v, link.chain);
-            if let Some(c) = self.st.test(link, value) {
-                hits.push((c, value.to_vec()));
+            match self.st.test(link, value) {
+                Some(c) => hits.push((c, value.to_vec())),
+                None if link.pure => self.table.learn(self.engine, *v, link.gid),
+                None => {}
             }
             return hits;
         }
@@ -1021,6 +1189,11 @@ impl<'e, 'a> Txn<'e, 'a> {
                 hits.push((c, value.to_vec()));
             }
             return hits;
+        }
+        if let (Src::Entry(v), true) = (src, link.pure) {
+            if self.table.missed(self.engine, *v, link.gid) {
+                return hits;
+            }
         }
         let value: Vec<u8> = match src {
             Src::Own(_, v) => v.clone(),
@@ -1047,6 +1220,9 @@ impl<'e, 'a> Txn<'e, 'a> {
             if let Some(c) = self.st.test(link, &v) {
                 hits.push((c, v));
             }
+        }
+        if let (Src::Entry(v), true, true) = (src, link.pure, hits.is_empty()) {
+            self.table.learn(self.engine, *v, link.gid);
         }
         hits
     }
