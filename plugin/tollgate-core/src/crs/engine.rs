@@ -150,6 +150,8 @@ pub struct Engine {
     pub(super) memo: super::memo::Memo,
     /// The links known not to match values seen before.
     pub(super) misses: super::memo::Misses,
+    /// Cleared value tables, reused by the requests to come.
+    pub(super) tables: super::txn::Tables,
     /// The distinct transformation chains; a link names its chain by index.
     pub(super) chains: Vec<Vec<Transform>>,
     /// Per chain: the chain the prefilter reads it through, the same but for case steps that
@@ -753,6 +755,7 @@ impl Engine {
             base: FxHashMap::default(),
             memo: super::memo::Memo::default(),
             misses: super::memo::Misses::default(),
+            tables: super::txn::Tables::default(),
             setup: set
                 .setup
                 .iter()

@@ -96,6 +96,11 @@ impl Memo {
 
 /// How many values [`Misses`] holds.
 const MISS_SLOTS: usize = 1024;
+/// Slots per set: a value may sit in any of the [`WAYS`] slots of the set its hash names, and
+/// the least recently used one gives way. With one slot per set, two values of the same
+/// request that hash to the same slot evicted each other on every request (a request of 30
+/// values met such a pair one run in three).
+const WAYS: usize = 4;
 
 /// What the rules said of values seen before: per value, the links known not to match it.
 ///
@@ -110,11 +115,11 @@ const MISS_SLOTS: usize = 1024;
 /// make another value's misses its own; a client that sends new values only misses here.
 ///
 /// The table is bounded like [`Memo`]: a fixed number of slots, values up to [`MAX_LEN`]
-/// bytes, a slot overwritten by the next value that hashes to it. One table per compiled rule
-/// set: a push compiles a new one, empty.
+/// bytes, in sets of [`WAYS`] slots, the set's least recently used slot taken by a new value.
+/// One table per compiled rule set: a push compiles a new one, empty.
 #[derive(Debug)]
 pub(super) struct Misses {
-    slots: Mutex<Vec<Option<MissSlot>>>,
+    slots: Mutex<MissTable>,
     /// Fast (every value a request carries is hashed once) and seeded per table, weakly in
     /// wasm (from addresses): a value made to collide only evicts another from its slot, it
     /// never takes its misses (values are compared in full). The slot comes from the hash's
@@ -122,17 +127,31 @@ pub(super) struct Misses {
     hasher: foldhash::fast::RandomState,
 }
 
+#[derive(Debug, Default)]
+struct MissTable {
+    slots: Vec<Option<MissSlot>>,
+    /// Counts uses: a slot's `used` is the count at its last use.
+    clock: u64,
+}
+
 #[derive(Debug)]
 struct MissSlot {
     value: Vec<u8>,
     /// Link gids, one bit each.
     missed: Vec<u64>,
+    used: u64,
+}
+
+/// The slots of the set `key` names.
+fn set_of(key: u64) -> std::ops::Range<usize> {
+    let set = ((key >> 40) as usize) % (MISS_SLOTS / WAYS);
+    set * WAYS..(set + 1) * WAYS
 }
 
 impl Default for Misses {
     fn default() -> Misses {
         Misses {
-            slots: Mutex::new(Vec::new()),
+            slots: Mutex::new(MissTable::default()),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -146,14 +165,18 @@ impl Misses {
 
     /// ORs the misses known for `value` (key `key`) into `out`.
     pub(super) fn load(&self, key: u64, value: &[u8], out: &mut [u64]) {
-        let at = ((key >> 40) as usize) % MISS_SLOTS;
-        if let Ok(slots) = self.slots.lock() {
-            if let Some(Some(s)) = slots.get(at) {
-                if s.value == value {
-                    for (o, m) in out.iter_mut().zip(&s.missed) {
-                        *o |= *m;
-                    }
-                }
+        let Ok(mut table) = self.slots.lock() else {
+            return;
+        };
+        table.clock += 1;
+        let now = table.clock;
+        let Some(set) = table.slots.get_mut(set_of(key)) else {
+            return;
+        };
+        if let Some(s) = set.iter_mut().flatten().find(|s| s.value == value) {
+            s.used = now;
+            for (o, m) in out.iter_mut().zip(&s.missed) {
+                *o |= *m;
             }
         }
     }
@@ -164,30 +187,37 @@ impl Misses {
         if value.len() > MAX_LEN {
             return;
         }
-        let at = ((key >> 40) as usize) % MISS_SLOTS;
-        if let Ok(mut slots) = self.slots.lock() {
-            if slots.len() < MISS_SLOTS {
-                slots.resize_with(MISS_SLOTS, || None);
+        let Ok(mut table) = self.slots.lock() else {
+            return;
+        };
+        if table.slots.len() < MISS_SLOTS {
+            table.slots.resize_with(MISS_SLOTS, || None);
+        }
+        table.clock += 1;
+        let now = table.clock;
+        let Some(set) = table.slots.get_mut(set_of(key)) else {
+            return;
+        };
+        if let Some(s) = set.iter_mut().flatten().find(|s| s.value == value) {
+            if s.missed.len() < missed.len() {
+                s.missed.resize(missed.len(), 0);
             }
-            let Some(slot) = slots.get_mut(at) else {
-                return;
-            };
-            match slot {
-                Some(s) if s.value == value => {
-                    if s.missed.len() < missed.len() {
-                        s.missed.resize(missed.len(), 0);
-                    }
-                    for (m, n) in s.missed.iter_mut().zip(missed) {
-                        *m |= *n;
-                    }
-                }
-                _ => {
-                    *slot = Some(MissSlot {
-                        value: value.to_vec(),
-                        missed: missed.to_vec(),
-                    })
-                }
+            for (m, n) in s.missed.iter_mut().zip(missed) {
+                *m |= *n;
             }
+            s.used = now;
+            return;
+        }
+        // An empty slot of the set, else its least recently used.
+        let victim = set
+            .iter_mut()
+            .min_by_key(|s| s.as_ref().map_or(0, |s| s.used.max(1)));
+        if let Some(slot) = victim {
+            *slot = Some(MissSlot {
+                value: value.to_vec(),
+                missed: missed.to_vec(),
+                used: now,
+            });
         }
     }
 
@@ -196,7 +226,7 @@ impl Misses {
     pub(super) fn len(&self) -> usize {
         self.slots
             .lock()
-            .map_or(0, |s| s.iter().filter(|x| x.is_some()).count())
+            .map_or(0, |t| t.slots.iter().filter(|x| x.is_some()).count())
     }
 }
 
@@ -268,6 +298,48 @@ mod tests {
         let mut none = [0u64; 1];
         m.load(7, &long, &mut none);
         assert_eq!(none, [0]);
+    }
+
+    #[test]
+    fn values_of_one_set_do_not_evict_each_other() {
+        let m = Misses::default();
+        // WAYS + 1 values whose keys name the same set.
+        let mut same: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut first = None;
+        for i in 0..200_000 {
+            let v = format!("value {i}").into_bytes();
+            let k = m.key(&v).unwrap_or_default();
+            let set = set_of(k);
+            if *first.get_or_insert(set.clone()) == set {
+                same.push((v, k));
+            }
+            if same.len() == WAYS + 1 {
+                break;
+            }
+        }
+        assert_eq!(same.len(), WAYS + 1);
+        for (i, (v, k)) in same.iter().take(WAYS).enumerate() {
+            m.store(*k, v, &[1 << i]);
+        }
+        for (i, (v, k)) in same.iter().take(WAYS).enumerate() {
+            let mut out = [0u64; 1];
+            m.load(*k, v, &mut out);
+            assert_eq!(out, [1 << i], "value {i} of the set is kept");
+        }
+        // The first is used again: the second is now the least recently used.
+        let mut out = [0u64; 1];
+        m.load(same[0].1, &same[0].0, &mut out);
+        let (v, k) = &same[WAYS];
+        m.store(*k, v, &[1 << 9]);
+        let load = |i: usize| {
+            let mut out = [0u64; 1];
+            m.load(same[i].1, &same[i].0, &mut out);
+            out[0]
+        };
+        assert_eq!(load(WAYS), 1 << 9);
+        assert_eq!(load(0), 1, "recently used, so kept");
+        assert_eq!(load(1), 0, "the least recently used gave way");
+        assert!((2..WAYS).all(|i| load(i) == 1 << i));
     }
 
     #[test]

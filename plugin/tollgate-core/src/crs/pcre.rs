@@ -221,12 +221,26 @@ pub fn translate(p: &str) -> Result<String, Unsupported> {
                 continue;
             }
             _ => {
-                out.push(c);
+                push_char(&mut out, c);
                 i += 1;
             }
         }
     }
     Ok(out)
+}
+
+/// A character of the pattern as PCRE without UTF mode reads it: a non-ASCII character is
+/// the bytes of its UTF-8 encoding, one literal byte each (a quantifier after it repeats the
+/// last byte, a class holds each byte, `(?i)` folds none of them).
+fn push_char(out: &mut String, c: char) {
+    if c.is_ascii() {
+        out.push(c);
+        return;
+    }
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        let _ = write!(out, "\\x{b:02X}");
+    }
 }
 
 /// A literal character: escaped where it is a metacharacter of the `regex` crate, bare where
@@ -236,7 +250,7 @@ fn push_literal(out: &mut String, c: char) {
     if "\\.+*?()|[]{}^$#&-~".contains(c) {
         out.push('\\');
     }
-    out.push(c);
+    push_char(out, c);
 }
 
 /// The most a compiled pattern may take (a CRS pattern takes far less).
@@ -252,18 +266,15 @@ pub const DFA_CACHE_LIMIT: usize = 256 << 10;
 /// (PCRE2_DOTALL | PCRE2_MULTILINE), with bounded program and cache sizes.
 pub fn build(pattern: &str) -> Result<regex::bytes::Regex, Unsupported> {
     let translated = translate(pattern)?;
-    let builder = |unicode: bool| {
-        regex::bytes::RegexBuilder::new(&translated)
-            .unicode(unicode)
-            .dot_matches_new_line(true)
-            .multi_line(true)
-            .size_limit(PROGRAM_LIMIT)
-            .dfa_size_limit(DFA_CACHE_LIMIT)
-            .build()
-    };
-    // A pattern with literal non-ASCII text needs Unicode mode to parse.
-    builder(false)
-        .or_else(|_| builder(true))
+    // No Unicode mode (the crate is built without its tables): the translation spells
+    // non-ASCII text as bytes.
+    regex::bytes::RegexBuilder::new(&translated)
+        .unicode(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .size_limit(PROGRAM_LIMIT)
+        .dfa_size_limit(DFA_CACHE_LIMIT)
+        .build()
         .map_err(|e| Unsupported(first_line(&e.to_string())))
 }
 
@@ -314,7 +325,17 @@ mod tests {
 
     #[test]
     fn bytes_mode() {
-        assert!(m(r"^.$", "\u{e9}") || m(r"^..$", "\u{e9}"));
+        assert!(m(r"^..$", "\u{e9}"));
+        assert!(!m(r"^.$", "\u{e9}"));
         assert!(build(r"\xff").unwrap().is_match(&[0xff]));
+        // Non-ASCII pattern text is its UTF-8 bytes, as PCRE without UTF mode reads it: a
+        // quantifier repeats the last byte, a class holds each byte, `(?i)` folds ASCII only.
+        let repeat = build("^\u{e9}+$").unwrap();
+        assert!(repeat.is_match(&[0xc3, 0xa9, 0xa9]));
+        assert!(!repeat.is_match("\u{e9}\u{e9}".as_bytes()));
+        assert!(build("[\u{e9}]").unwrap().is_match(&[0xc3]));
+        assert!(!m("(?i)\u{e9}", "\u{c9}"));
+        assert!(!m("(?i)k", "\u{212a}"));
+        assert!(m(r"\w", "a") && !m(r"\w", "\u{e9}"));
     }
 }

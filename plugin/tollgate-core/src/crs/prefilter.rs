@@ -14,16 +14,14 @@ const MAX_SET: usize = 256;
 /// The literals one of which every match of `pattern` (already translated) contains.
 #[allow(clippy::result_large_err)]
 pub fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let parse = |unicode: bool| {
-        regex_syntax::ParserBuilder::new()
-            .unicode(unicode)
-            .utf8(false)
-            .dot_matches_new_line(true)
-            .multi_line(true)
-            .build()
-            .parse(pattern)
-    };
-    let hir = parse(false).or_else(|_| parse(true)).ok()?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(pattern)
+        .ok()?;
     let set = need(&hir)?;
     if set.is_empty() || set.iter().any(Vec::is_empty) {
         return None;

@@ -225,6 +225,11 @@ impl Scratch {
     pub fn new() -> Scratch {
         Scratch::default()
     }
+
+    /// The bytes its buffers hold allocated.
+    pub fn capacity(&self) -> usize {
+        self.a.capacity() + self.b.capacity()
+    }
 }
 
 /// Applies a chain of transformations in order and returns the final value, borrowed from

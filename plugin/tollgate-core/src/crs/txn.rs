@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 
@@ -25,13 +26,14 @@ use super::Input;
 
 /// Runs both request phases.
 pub(super) fn evaluate(engine: &Engine, input: &Input<'_>) -> Outcome {
-    let mut t = Txn::new(engine, input);
+    let mut t = Txn::new(engine, input, engine.tables.take(engine));
     t.run(engine, 1);
     if !t.st.engine_off {
         t.process_body();
         t.run(engine, 2);
     }
     t.table.remember(engine);
+    engine.tables.give(t.table);
     t.st.outcome
 }
 
@@ -46,14 +48,30 @@ pub(super) fn matches_on_base(engine: &Engine, rule: &CRule) -> bool {
         body: None,
         remote_addr: None,
     };
-    let mut t = Txn::new(engine, &input);
-    rule.links.iter().all(|l| t.link(rule.id, l).0)
+    let mut t = Txn::new(engine, &input, engine.tables.take(engine));
+    let matched = rule.links.iter().all(|l| t.link(rule.id, l).0);
+    engine.tables.give(t.table);
+    matched
 }
 
-/// One value of the request: its member name (empty for a scalar) and bytes.
+/// One value of the request: its member name (empty for a scalar) and its bytes, side by
+/// side in the table's `bytes`.
+#[derive(Clone, Copy)]
 struct Entry {
-    name: Vec<u8>,
-    value: Vec<u8>,
+    at: usize,
+    name: usize,
+    value: usize,
+}
+
+impl Entry {
+    fn name<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        bytes.get(self.at..self.at + self.name).unwrap_or(&[])
+    }
+
+    fn value<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        let from = self.at + self.name;
+        bytes.get(from..from + self.value).unwrap_or(&[])
+    }
 }
 
 /// What a value becomes through the transformations that changed it, in order: computed once
@@ -64,26 +82,41 @@ struct Form {
     prev: Option<u32>,
     /// The steps that made it, each of which changed its input (see [`step_key`]).
     steps: u128,
-    bytes: Vec<u8>,
+    /// Its bytes: `at..at + len` of the table's `form_bytes`.
+    at: usize,
+    len: usize,
     mask: Triggers,
     /// The form it came from (`None`: the raw value) when the last step changed only case:
     /// the prefilter, which ignores case, says the same of both.
     case_of: Option<Option<u32>>,
-    /// The prefilter's verdict (link gids, one bit each), once computed; `Some(None)` when it
-    /// is another's (see `case_of`, or bytes equal to the raw ones but for case).
-    flags: Option<Option<Vec<u64>>>,
+    /// Where the prefilter's verdict (link gids, one bit each) starts in the table's `bits`:
+    /// [`NOT_YET`] until computed, [`SHARED`] when it is another's (see `case_of`, or bytes
+    /// equal to the raw ones but for case).
+    flags: u32,
 }
+
+/// A verdict or a group's list not computed yet.
+const NOT_YET: u32 = u32::MAX;
+/// A form whose prefilter verdict is another's.
+const SHARED: u32 = u32::MAX - 1;
 
 /// The request's values, by base collection. A value is named by `2 × entry + (1 if the
 /// entry's name is meant)`.
-struct Table {
+///
+/// Everything a request computes lives in a few arenas (bytes, forms, verdict words), so
+/// that a table cleared for the next request keeps its capacity: the engine keeps a few
+/// (see [`Tables`]) and a request in the common case allocates nothing for its values.
+pub(super) struct Table {
+    /// Every entry's name and value.
+    bytes: Vec<u8>,
     entries: Vec<Entry>,
     /// Per collection, the entries' index range.
     ranges: [(u32, u32); COLLECTIONS],
     /// Per value: which ASCII bytes it holds, whether it holds high bytes and letters.
     masks: Vec<Option<Triggers>>,
-    /// Per value: the prefilter's verdict on the raw bytes.
-    raw_flags: Vec<Option<Vec<u64>>>,
+    /// Per value: where the prefilter's verdict on the raw bytes starts in `bits` ([`NOT_YET`]
+    /// until computed).
+    raw_flags: Vec<u32>,
     /// The chains computed per value, as lists in one arena: `view_head[v]` is the index + 1
     /// of value `v`'s newest entry in `view_links`, an entry is `(chain, at, next + 1)`, and
     /// `at` is 1 for the raw value, `2 + i` for `forms[i]`. A request with many values meets
@@ -92,24 +125,36 @@ struct Table {
     view_head: Vec<u32>,
     view_links: Vec<(u32, u32, u32)>,
     forms: Vec<Form>,
+    /// Every form's bytes.
+    form_bytes: Vec<u8>,
+    /// What a transformation writes before it joins `form_bytes`.
+    out: Vec<u8>,
     /// Per value: its newest form.
     newest: Vec<Option<u32>>,
     scratch: transform::Scratch,
-    /// Per target group: its values in this phase, `(collection read, value)`, once resolved.
-    groups: Vec<Option<Vec<(Coll, u32)>>>,
-    /// Per (group, chain): the prefilter's verdicts over all of the group's values, OR-ed.
-    unions: FxHashMap<(u32, u32), Vec<u64>>,
+    /// The prefilter's verdicts and the links known not to match, `words` words each.
+    bits: Vec<u64>,
+    words: usize,
+    /// Per target group: its values in this phase, a range of `group_values` (`NOT_YET`
+    /// until resolved).
+    groups: Vec<(u32, u32)>,
+    /// The groups' values, `(collection read, value)`.
+    group_values: Vec<(Coll, u32)>,
+    /// Per (group, chain): where the prefilter's verdicts over all of the group's values,
+    /// OR-ed, start in `bits`.
+    unions: FxHashMap<(u32, u32), u32>,
     /// Per value: its place in `remembered` ([`UNSEEN`] until a link asks, [`FORGOT`] when
     /// it is not remembered).
     miss_at: Vec<u32>,
     /// The values looked up in the engine's [`Misses`](super::memo::Misses): the value, its
     /// key, and whether this request learnt a miss on it.
     remembered: Vec<(u32, u64, bool)>,
-    /// Per remembered value, one word per 64 links: the links known not to match it.
+    /// Per remembered value, `words` words: the links known not to match it.
     missed: Vec<u64>,
-    /// Per target group, once asked: the links known not to match any of its values in this
-    /// phase (the AND of theirs, and what this request learnt of the whole group).
-    group_missed: Vec<Option<Vec<u64>>>,
+    /// Per target group, once asked: where the links known not to match any of its values
+    /// in this phase (the AND of theirs, and what this request learnt of the whole group)
+    /// start in `bits` ([`NOT_YET`] before).
+    group_missed: Vec<u32>,
 }
 
 /// A value no link has asked about yet.
@@ -119,6 +164,47 @@ const FORGOT: u32 = u32::MAX - 1;
 /// How many of a request's values are looked up and remembered: a body of thousands of parts
 /// costs no more memory for them than this.
 const MAX_REMEMBERED: usize = 256;
+/// How many cleared tables the engine keeps for the requests to come (one per request in
+/// flight on a worker is enough: a worker evaluates one at a time).
+const POOLED: usize = 4;
+/// A table that grew past this (a large body) is dropped after its request, not kept.
+const POOLED_BYTES: usize = 256 << 10;
+
+/// The tables the engine keeps between requests: at most [`POOLED`], each under
+/// [`POOLED_BYTES`], so a burst of large bodies leaves no large buffers behind.
+#[derive(Default)]
+pub(super) struct Tables(Mutex<Vec<Table>>);
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tables")
+    }
+}
+
+impl Tables {
+    fn take(&self, engine: &Engine) -> Table {
+        let mut t = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.pop())
+            .unwrap_or_default();
+        t.words = (engine.link_count as usize).div_ceil(64);
+        t
+    }
+
+    fn give(&self, mut t: Table) {
+        if t.footprint() > POOLED_BYTES {
+            return;
+        }
+        t.clear();
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() < POOLED {
+                kept.push(t);
+            }
+        }
+    }
+}
 
 /// Where a value's prefilter verdict through a chain is kept.
 enum Verdict {
@@ -136,10 +222,10 @@ fn has_bit(bits: &[u64], gid: u32) -> bool {
 }
 
 /// Value `v`'s raw bytes: entry `v / 2`'s value, or its name when `v` is odd.
-fn raw_of(entries: &[Entry], v: u32) -> &[u8] {
+fn raw_of<'b>(entries: &[Entry], bytes: &'b [u8], v: u32) -> &'b [u8] {
     match entries.get((v / 2) as usize) {
-        Some(e) if v % 2 == 1 => &e.name,
-        Some(e) => &e.value,
+        Some(e) if v % 2 == 1 => e.name(bytes),
+        Some(e) => e.value(bytes),
         None => &[],
     }
 }
@@ -158,25 +244,132 @@ fn mask_of(v: &[u8]) -> Triggers {
     t
 }
 
+/// An offset into `bits` as kept in the table (`NOT_YET`, computed again, past `u32`).
+fn offset(at: usize) -> u32 {
+    u32::try_from(at)
+        .ok()
+        .filter(|a| *a < SHARED)
+        .unwrap_or(NOT_YET)
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            bytes: Vec::with_capacity(4096),
+            entries: Vec::with_capacity(32),
+            ranges: [(0, 0); COLLECTIONS],
+            masks: Vec::new(),
+            raw_flags: Vec::new(),
+            view_head: Vec::new(),
+            view_links: Vec::with_capacity(256),
+            forms: Vec::with_capacity(64),
+            form_bytes: Vec::with_capacity(4096),
+            out: Vec::new(),
+            newest: Vec::new(),
+            scratch: transform::Scratch::default(),
+            bits: Vec::with_capacity(1024),
+            words: 0,
+            groups: Vec::new(),
+            group_values: Vec::new(),
+            unions: FxHashMap::default(),
+            miss_at: Vec::new(),
+            remembered: Vec::with_capacity(64),
+            missed: Vec::new(),
+            group_missed: Vec::new(),
+        }
+    }
+}
+
 impl Table {
-    fn push(&mut self, coll: Coll, items: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
-        let start = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-        self.entries
-            .extend(items.into_iter().map(|(name, value)| Entry { name, value }));
+    /// Empties the table, keeping what it allocated.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        self.ranges = [(0, 0); COLLECTIONS];
+        self.masks.clear();
+        self.raw_flags.clear();
+        self.view_head.clear();
+        self.view_links.clear();
+        self.forms.clear();
+        self.form_bytes.clear();
+        self.out.clear();
+        self.newest.clear();
+        self.bits.clear();
+        self.groups.clear();
+        self.group_values.clear();
+        self.unions.clear();
+        self.miss_at.clear();
+        self.remembered.clear();
+        self.missed.clear();
+        self.group_missed.clear();
+    }
+
+    /// Roughly what the table holds allocated, in bytes.
+    fn footprint(&self) -> usize {
+        use std::mem::size_of;
+        self.bytes.capacity()
+            + self.form_bytes.capacity()
+            + self.out.capacity()
+            + self.scratch.capacity()
+            + self.entries.capacity() * size_of::<Entry>()
+            + self.forms.capacity() * size_of::<Form>()
+            + self.masks.capacity() * size_of::<Option<Triggers>>()
+            + self.view_links.capacity() * size_of::<(u32, u32, u32)>()
+            + self.group_values.capacity() * size_of::<(Coll, u32)>()
+            + (self.bits.capacity() + self.missed.capacity()) * size_of::<u64>()
+            + (self.raw_flags.capacity()
+                + self.view_head.capacity()
+                + self.miss_at.capacity()
+                + self.group_missed.capacity())
+                * size_of::<u32>()
+            + self.newest.capacity() * size_of::<Option<u32>>()
+            + self.groups.capacity() * size_of::<(u32, u32)>()
+            + self.remembered.capacity() * size_of::<(u32, u64, bool)>()
+    }
+
+    /// One entry (the collection's range is set by [`Table::close`]).
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(value);
+        self.entries.push(Entry {
+            at,
+            name: name.len(),
+            value: value.len(),
+        });
+    }
+
+    /// Collection `coll` holds the entries added since `start`.
+    fn close(&mut self, coll: Coll, start: usize) {
+        let start = u32::try_from(start).unwrap_or(u32::MAX);
         let end = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         if let Some(r) = self.ranges.get_mut(coll as usize) {
             *r = (start, end);
         }
         let values = self.entries.len() * 2;
         self.masks.resize(values, None);
-        self.raw_flags.resize(values, None);
+        self.raw_flags.resize(values, NOT_YET);
         self.newest.resize(values, None);
         self.view_head.resize(values, 0);
         self.miss_at.resize(values, UNSEEN);
     }
 
-    fn scalar(&mut self, coll: Coll, value: Vec<u8>) {
-        self.push(coll, [(Vec::new(), value)]);
+    fn push<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        coll: Coll,
+        items: impl IntoIterator<Item = (N, V)>,
+    ) {
+        let start = self.entries.len();
+        for (name, value) in items {
+            self.add(name.as_ref(), value.as_ref());
+        }
+        self.close(coll, start);
+    }
+
+    fn scalar(&mut self, coll: Coll, value: &[u8]) {
+        let start = self.entries.len();
+        self.add(&[], value);
+        self.close(coll, start);
     }
 
     fn range(&self, coll: Coll) -> std::ops::Range<u32> {
@@ -185,7 +378,20 @@ impl Table {
     }
 
     fn raw(&self, v: u32) -> &[u8] {
-        raw_of(&self.entries, v)
+        raw_of(&self.entries, &self.bytes, v)
+    }
+
+    /// Entry `i`'s name.
+    fn name(&self, i: u32) -> &[u8] {
+        self.entries
+            .get(i as usize)
+            .map_or(&[][..], |e| e.name(&self.bytes))
+    }
+
+    /// `words` words of `bits` from `at`.
+    fn bits_at(&self, at: u32) -> Option<&[u64]> {
+        let at = at as usize;
+        self.bits.get(at..at + self.words)
     }
 
     fn mask(&mut self, v: u32) -> Triggers {
@@ -217,16 +423,14 @@ impl Table {
             }
             return None;
         };
-        let words = (engine.link_count as usize).div_ceil(64);
+        let words = self.words;
         let i = self.remembered.len();
         self.remembered.push((v, key, false));
-        if i == 0 {
-            let values = self.miss_at.len().min(MAX_REMEMBERED);
-            self.missed.reserve(values * words);
-        }
         self.missed.resize((i + 1) * words, 0);
         if let Some(bits) = self.missed.get_mut(i * words..) {
-            engine.misses.load(key, raw_of(&self.entries, v), bits);
+            engine
+                .misses
+                .load(key, raw_of(&self.entries, &self.bytes, v), bits);
         }
         if let Some(slot) = self.miss_at.get_mut(v as usize) {
             *slot = u32::try_from(i).unwrap_or(FORGOT);
@@ -239,7 +443,7 @@ impl Table {
         let Some(i) = self.remembered_at(engine, v) else {
             return false;
         };
-        let words = (engine.link_count as usize).div_ceil(64);
+        let words = self.words;
         self.missed
             .get(i * words..(i + 1) * words)
             .is_some_and(|b| has_bit(b, gid))
@@ -250,8 +454,7 @@ impl Table {
         let Some(i) = self.remembered_at(engine, v) else {
             return;
         };
-        let words = (engine.link_count as usize).div_ceil(64);
-        if let Some(w) = self.missed.get_mut(i * words + (gid / 64) as usize) {
+        if let Some(w) = self.missed.get_mut(i * self.words + (gid / 64) as usize) {
             *w |= 1 << (gid % 64);
         }
         if let Some(r) = self.remembered.get_mut(i) {
@@ -259,71 +462,87 @@ impl Table {
         }
     }
 
+    /// Group `g`'s values (resolved) as a range of `group_values`.
+    fn group(&self, g: u32) -> std::ops::Range<usize> {
+        match self.groups.get(g as usize) {
+            Some(&(a, b)) if a != NOT_YET => a as usize..b as usize,
+            _ => 0..0,
+        }
+    }
+
     /// Whether link `gid` (a pure one) is known not to match any value of group `g`
     /// (resolved).
     fn group_missed(&mut self, engine: &Engine, g: u32, gid: u32) -> bool {
-        if let Some(Some(bits)) = self.group_missed.get(g as usize) {
+        if let Some(bits) = self
+            .group_missed
+            .get(g as usize)
+            .and_then(|at| self.bits_at(*at))
+        {
             return has_bit(bits, gid);
         }
-        let words = (engine.link_count as usize).div_ceil(64);
-        let values = self
-            .groups
-            .get_mut(g as usize)
-            .and_then(Option::take)
-            .unwrap_or_default();
-        let mut all = vec![u64::MAX; words];
-        for (_, v) in &values {
-            match self.remembered_at(engine, *v) {
-                Some(i) => match self.missed.get(i * words..(i + 1) * words) {
-                    Some(bits) => all.iter_mut().zip(bits).for_each(|(a, b)| *a &= *b),
-                    None => all.fill(0),
-                },
-                None => all.fill(0),
+        let words = self.words;
+        let at = self.bits.len();
+        self.bits.resize(at + words, u64::MAX);
+        for i in self.group(g) {
+            let Some(&(_, v)) = self.group_values.get(i) else {
+                continue;
+            };
+            let known = self
+                .remembered_at(engine, v)
+                .and_then(|r| self.missed.get(r * words..(r + 1) * words));
+            match (known, self.bits.get_mut(at..at + words)) {
+                (Some(bits), Some(all)) => all.iter_mut().zip(bits).for_each(|(a, b)| *a &= *b),
+                (None, Some(all)) => all.fill(0),
+                _ => {}
             }
         }
-        if let Some(slot) = self.groups.get_mut(g as usize) {
-            *slot = Some(values);
-        }
-        let hit = has_bit(&all, gid);
         if self.group_missed.len() <= g as usize {
-            self.group_missed.resize_with(g as usize + 1, || None);
+            self.group_missed.resize(g as usize + 1, NOT_YET);
         }
         if let Some(slot) = self.group_missed.get_mut(g as usize) {
-            *slot = Some(all);
+            *slot = offset(at);
         }
-        hit
+        self.bits
+            .get(at..at + words)
+            .is_some_and(|b| has_bit(b, gid))
     }
 
     /// Records that link `gid` (a pure one) matches no value of group `g` (resolved).
     fn group_learn(&mut self, engine: &Engine, g: u32, gid: u32) {
-        let values = self
-            .groups
-            .get_mut(g as usize)
-            .and_then(Option::take)
-            .unwrap_or_default();
-        for (_, v) in &values {
-            self.learn(engine, *v, gid);
+        for i in self.group(g) {
+            if let Some(&(_, v)) = self.group_values.get(i) {
+                self.learn(engine, v, gid);
+            }
         }
-        if let Some(slot) = self.groups.get_mut(g as usize) {
-            *slot = Some(values);
-        }
-        if let Some(Some(w)) = self
+        let at = self
             .group_missed
-            .get_mut(g as usize)
-            .map(|b| b.as_mut().and_then(|b| b.get_mut((gid / 64) as usize)))
-        {
-            *w |= 1 << (gid % 64);
+            .get(g as usize)
+            .copied()
+            .unwrap_or(NOT_YET);
+        if at != NOT_YET {
+            let w = at as usize + (gid / 64) as usize;
+            if let Some(w) = self.bits.get_mut(w) {
+                *w |= 1 << (gid % 64);
+            }
         }
     }
 
     /// Hands what this request learnt to the engine's table, for the requests after it.
     fn remember(&self, engine: &Engine) {
-        let words = (engine.link_count as usize).div_ceil(64);
+        let words = self.words;
         for (i, (v, key, learnt)) in self.remembered.iter().enumerate() {
             if let (true, Some(bits)) = (*learnt, self.missed.get(i * words..(i + 1) * words)) {
                 engine.misses.store(*key, self.raw(*v), bits);
             }
         }
+    }
+
+    /// A form's bytes.
+    fn form_bytes(&self, i: usize) -> &[u8] {
+        self.forms
+            .get(i)
+            .and_then(|f| self.form_bytes.get(f.at..f.at + f.len))
+            .unwrap_or(&[])
     }
 
     /// Value `v` through chain `chain`: `None` for the raw bytes, else the form's index.
@@ -346,6 +565,7 @@ impl Table {
         let mut at: Option<usize> = None;
         let mut mask = self.mask(v);
         let mut done: Option<u128> = Some(0);
+        let mut out = std::mem::take(&mut self.out);
         for t in steps {
             if !t.triggers().touch(mask, true) {
                 continue;
@@ -357,11 +577,11 @@ impl Table {
                 mask = self.forms.get(i).map_or(mask, |f| f.mask);
                 continue;
             }
-            let input = match at.and_then(|i| self.forms.get(i)) {
-                Some(f) => f.bytes.as_slice(),
-                None => raw_of(&self.entries, v),
+            let input = match at {
+                Some(i) => self.form_bytes(i),
+                None => self.raw(v),
             };
-            let mut out = Vec::with_capacity(input.len());
+            out.clear();
             if !t.apply(input, &mut out) {
                 done = before;
                 continue;
@@ -372,17 +592,21 @@ impl Table {
             if let Some(n) = self.newest.get_mut(v as usize) {
                 *n = u32::try_from(self.forms.len()).ok();
             }
+            let start = self.form_bytes.len();
+            self.form_bytes.extend_from_slice(&out);
             self.forms.push(Form {
                 prev,
                 // A chain too long for a key shares nothing.
                 steps: done.unwrap_or(u128::MAX),
-                bytes: out,
+                at: start,
+                len: out.len(),
                 mask,
                 case_of: case_only.then(|| at.and_then(|i| u32::try_from(i).ok())),
-                flags: None,
+                flags: NOT_YET,
             });
             at = Some(self.forms.len() - 1);
         }
+        self.out = out;
         if let Some(head) = self.view_head.get_mut(v as usize) {
             let at = at.map_or(1, |i| u32::try_from(i + 2).unwrap_or(1));
             self.view_links.push((c, at, *head));
@@ -407,7 +631,7 @@ impl Table {
     /// Value `v` through chain `chain`.
     fn value(&mut self, engine: &Engine, v: u32, chain: usize) -> &[u8] {
         match self.view(engine, v, chain) {
-            Some(i) => self.forms.get(i).map_or(&[][..], |f| f.bytes.as_slice()),
+            Some(i) => self.form_bytes(i),
             None => self.raw(v),
         }
     }
@@ -428,28 +652,39 @@ impl Table {
             at = from.map(|x| x as usize);
         }
         if let Some(i) = at {
-            if self.forms.get(i).is_some_and(|f| f.flags.is_none()) {
-                let raw = raw_of(&self.entries, v);
-                let flags = self.forms.get(i).and_then(|f| {
-                    (!f.bytes.eq_ignore_ascii_case(raw))
-                        .then(|| scan(pf, &f.bytes, engine.link_count))
-                });
+            if self.forms.get(i).is_some_and(|f| f.flags == NOT_YET) {
+                let form = self.form_bytes(i);
+                let flags = if form.eq_ignore_ascii_case(self.raw(v)) {
+                    SHARED
+                } else {
+                    let at = self.bits.len();
+                    let words = self.words;
+                    let form = self
+                        .forms
+                        .get(i)
+                        .and_then(|f| self.form_bytes.get(f.at..f.at + f.len))
+                        .unwrap_or(&[]);
+                    scan(pf, form, words, &mut self.bits);
+                    offset(at)
+                };
                 if let Some(f) = self.forms.get_mut(i) {
-                    f.flags = Some(flags);
+                    f.flags = flags;
                 }
             }
             if self
                 .forms
                 .get(i)
-                .is_some_and(|f| matches!(f.flags, Some(Some(_))))
+                .is_some_and(|f| f.flags != NOT_YET && f.flags != SHARED)
             {
                 return Verdict::Form(i);
             }
         }
-        if self.raw_flags.get(v as usize).is_some_and(Option::is_none) {
-            let bits = scan(pf, self.raw(v), engine.link_count);
+        if self.raw_flags.get(v as usize) == Some(&NOT_YET) {
+            let at = self.bits.len();
+            let raw = raw_of(&self.entries, &self.bytes, v);
+            scan(pf, raw, self.words, &mut self.bits);
             if let Some(slot) = self.raw_flags.get_mut(v as usize) {
-                *slot = Some(bits);
+                *slot = offset(at);
             }
         }
         Verdict::Raw(v)
@@ -458,12 +693,11 @@ impl Table {
     fn verdict_bits(&self, at: &Verdict) -> Option<&[u64]> {
         match at {
             Verdict::Always => None,
-            Verdict::Form(i) => self
-                .forms
-                .get(*i)
-                .and_then(|f| f.flags.as_ref())
-                .and_then(Option::as_deref),
-            Verdict::Raw(v) => self.raw_flags.get(*v as usize).and_then(Option::as_deref),
+            Verdict::Form(i) => self.forms.get(*i).and_then(|f| self.bits_at(f.flags)),
+            Verdict::Raw(v) => self
+                .raw_flags
+                .get(*v as usize)
+                .and_then(|at| self.bits_at(*at)),
         }
     }
 
@@ -481,35 +715,46 @@ impl Table {
     /// verdict per group and chain serves every link that shares them.
     fn group_flagged(&mut self, engine: &Engine, g: u32, chain: usize, gid: u32) -> bool {
         let key = (g, u32::try_from(chain).unwrap_or(u32::MAX));
-        if let Some(bits) = self.unions.get(&key) {
+        if let Some(bits) = self.unions.get(&key).and_then(|at| self.bits_at(*at)) {
             return has_bit(bits, gid);
         }
-        let values = self
-            .groups
-            .get_mut(g as usize)
-            .and_then(Option::take)
-            .unwrap_or_default();
-        let mut acc = vec![0u64; (engine.link_count as usize).div_ceil(64)];
-        for (_, v) in &values {
-            let at = self.verdict(engine, *v, chain);
-            match self.verdict_bits(&at) {
-                Some(bits) => {
-                    for (a, b) in acc.iter_mut().zip(bits) {
-                        *a |= *b;
-                    }
+        let words = self.words;
+        let acc = self.bits.len();
+        self.bits.resize(acc + words, 0);
+        for i in self.group(g) {
+            let Some(&(_, v)) = self.group_values.get(i) else {
+                continue;
+            };
+            let at = self.verdict(engine, v, chain);
+            if matches!(at, Verdict::Always) {
+                if let Some(all) = self.bits.get_mut(acc..acc + words) {
+                    all.fill(u64::MAX);
                 }
-                None if matches!(at, Verdict::Always) => {
-                    acc.fill(u64::MAX);
-                    break;
+                break;
+            }
+            let from = match at {
+                Verdict::Form(i) => self.forms.get(i).map_or(NOT_YET, |f| f.flags),
+                Verdict::Raw(v) => self.raw_flags.get(v as usize).copied().unwrap_or(NOT_YET),
+                Verdict::Always => NOT_YET,
+            };
+            if from == NOT_YET || from == SHARED {
+                continue;
+            }
+            for k in 0..words {
+                let w = self.bits.get(from as usize + k).copied().unwrap_or(0);
+                if let Some(a) = self.bits.get_mut(acc + k) {
+                    *a |= w;
                 }
-                None => {}
             }
         }
-        if let Some(slot) = self.groups.get_mut(g as usize) {
-            *slot = Some(values);
+        let hit = self
+            .bits
+            .get(acc..acc + words)
+            .is_some_and(|b| has_bit(b, gid));
+        let at = offset(acc);
+        if at != NOT_YET {
+            self.unions.insert(key, at);
         }
-        let hit = has_bit(&acc, gid);
-        self.unions.insert(key, acc);
         hit
     }
 }
@@ -522,11 +767,13 @@ fn step_key(key: u128, t: Transform) -> Option<u128> {
     Some(key * 32 + u128::from(t.code()) + 1)
 }
 
-/// One pass of the prefilter automaton: the links one of whose literals occurs in `value`.
-fn scan(pf: &Prefilter, value: &[u8], links: u32) -> Vec<u64> {
-    let mut bits = vec![0u64; (links as usize).div_ceil(64)];
+/// One pass of the prefilter automaton: the links one of whose literals occurs in `value`,
+/// written as `words` words at the end of `bits`.
+fn scan(pf: &Prefilter, value: &[u8], words: usize, bits: &mut Vec<u64>) {
+    let at = bits.len();
+    bits.resize(at + words, 0);
     let mut set = |g: u32| {
-        if let Some(w) = bits.get_mut((g / 64) as usize) {
+        if let Some(w) = bits.get_mut(at + (g / 64) as usize) {
             *w |= 1 << (g % 64);
         }
     };
@@ -550,7 +797,6 @@ fn scan(pf: &Prefilter, value: &[u8], links: u32) -> Vec<u64> {
             }
         }
     }
-    bits
 }
 
 /// Transaction variables: the engine's base with this request's writes over it.
@@ -643,7 +889,7 @@ enum Src<'e> {
 }
 
 impl<'e, 'a> Txn<'e, 'a> {
-    fn new(engine: &'e Engine, input: &'a Input<'a>) -> Self {
+    fn new(engine: &'e Engine, input: &'a Input<'a>, mut table: Table) -> Self {
         let mut headers: Vec<(String, &[u8])> = Vec::with_capacity(input.headers.len());
         let has_host = input.headers.iter().any(|(k, _)| k == "host");
         for (k, v) in input.headers {
@@ -657,23 +903,6 @@ impl<'e, 'a> Txn<'e, 'a> {
         let (path, query) = match uri.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (uri, None),
-        };
-        let mut table = Table {
-            entries: Vec::with_capacity(32),
-            ranges: [(0, 0); COLLECTIONS],
-            masks: Vec::new(),
-            raw_flags: Vec::new(),
-            view_head: Vec::new(),
-            view_links: Vec::with_capacity(256),
-            forms: Vec::with_capacity(64),
-            newest: Vec::new(),
-            scratch: transform::Scratch::default(),
-            groups: Vec::new(),
-            unions: FxHashMap::default(),
-            miss_at: Vec::new(),
-            remembered: Vec::new(),
-            missed: Vec::new(),
-            group_missed: Vec::new(),
         };
         let mut args = Vec::new();
         if let Some(q) = query {
@@ -692,32 +921,35 @@ impl<'e, 'a> Txn<'e, 'a> {
         );
         table.push(
             Coll::Headers,
-            headers
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec())),
+            headers.iter().map(|(k, v)| (k.as_bytes(), *v)),
         );
         // The URI and file name are percent-decoded (not `+`); the raw forms are not.
-        table.scalar(Coll::Uri, percent_decode(uri.as_bytes()));
-        table.scalar(Coll::UriRaw, input.uri.as_bytes().to_vec());
+        table.scalar(Coll::Uri, &percent_decode(uri.as_bytes()));
+        table.scalar(Coll::UriRaw, input.uri.as_bytes());
         let file = percent_decode(path.as_bytes());
         let base = file
             .rsplit(|c| *c == b'/' || *c == b'\\')
             .next()
-            .unwrap_or(&file)
-            .to_vec();
-        table.scalar(Coll::Filename, file);
+            .unwrap_or(&file);
+        table.scalar(Coll::Filename, &file);
         table.scalar(Coll::Basename, base);
-        table.scalar(
-            Coll::Line,
-            format!("{} {} {}", input.method, input.uri, input.protocol).into_bytes(),
-        );
-        table.scalar(Coll::Method, input.method.as_bytes().to_vec());
-        table.scalar(Coll::Protocol, input.protocol.as_bytes().to_vec());
+        let start = table.entries.len();
+        table.add(&[], input.method.as_bytes());
+        table.bytes.push(b' ');
+        table.bytes.extend_from_slice(input.uri.as_bytes());
+        table.bytes.push(b' ');
+        table.bytes.extend_from_slice(input.protocol.as_bytes());
+        if let Some(e) = table.entries.last_mut() {
+            e.value = input.method.len() + input.uri.len() + input.protocol.len() + 2;
+        }
+        table.close(Coll::Line, start);
+        table.scalar(Coll::Method, input.method.as_bytes());
+        table.scalar(Coll::Protocol, input.protocol.as_bytes());
         if let Some(q) = query {
-            table.scalar(Coll::QueryString, q.as_bytes().to_vec());
+            table.scalar(Coll::QueryString, q.as_bytes());
         }
         if let Some(ip) = input.remote_addr {
-            table.scalar(Coll::RemoteAddr, ip.to_string().into_bytes());
+            table.scalar(Coll::RemoteAddr, ip.to_string().as_bytes());
         }
         // The body processor ModSecurity's recommended configuration picks by Content-Type.
         let processor = headers
@@ -759,8 +991,8 @@ impl<'e, 'a> Txn<'e, 'a> {
         let t = &mut self.table;
         let pairs = |v: Vec<Pair>| v.into_iter().map(|p| (p.name, p.value));
         // REQUEST_BODY holds the raw body whatever the processor.
-        t.scalar(Coll::Body, b.to_vec());
-        t.scalar(Coll::BodyLength, b.len().to_string().into_bytes());
+        t.scalar(Coll::Body, b);
+        t.scalar(Coll::BodyLength, b.len().to_string().as_bytes());
         let mut error: Option<&'static str> = None;
         let mut post = Vec::new();
         let mut json = Vec::new();
@@ -784,46 +1016,43 @@ impl<'e, 'a> Txn<'e, 'a> {
                 // leaves it.
                 let p = body::xml_parse(b);
                 error = p.error;
-                t.scalar(Coll::Xml, p.text);
+                t.scalar(Coll::Xml, &p.text);
             }
             _ => {}
         }
         let combined: usize = t
             .range(Coll::ArgsGet)
             .filter_map(|i| t.entries.get(i as usize))
-            .map(|e| e.name.len() + e.value.len())
+            .map(|e| e.name + e.value)
             .chain(
                 post.iter()
                     .chain(json.iter())
                     .map(|p| p.name.len() + p.value.len()),
             )
             .sum();
-        t.scalar(Coll::ArgsCombinedSize, combined.to_string().into_bytes());
+        t.scalar(Coll::ArgsCombinedSize, combined.to_string().as_bytes());
         t.push(Coll::ArgsPost, pairs(post));
         t.push(Coll::ArgsJson, pairs(json));
         if let Some(m) = multipart {
-            let flag = |b: bool| if b { b"1".to_vec() } else { b"0".to_vec() };
+            let flag = |b: bool| if b { b"1" } else { b"0" };
             t.scalar(Coll::MultipartStrict, flag(m.strict_error));
             t.scalar(Coll::MultipartUnmatched, flag(m.unmatched_boundary));
-            t.scalar(Coll::FilesCombinedSize, b"0".to_vec());
+            t.scalar(Coll::FilesCombinedSize, b"0");
             t.push(Coll::Files, pairs(m.files));
             t.push(Coll::PartHeaders, pairs(m.part_headers));
         }
         if self.st.processor.as_deref() != Some("URLENCODED") {
             t.scalar(
                 Coll::ReqbodyError,
-                if error.is_some() {
-                    b"1".to_vec()
-                } else {
-                    b"0".to_vec()
-                },
+                if error.is_some() { b"1" } else { b"0" },
             );
         }
         if let Some(e) = error {
-            t.scalar(Coll::ReqbodyErrorMsg, e.as_bytes().to_vec());
+            t.scalar(Coll::ReqbodyErrorMsg, e.as_bytes());
         }
         // The groups' values change with the body's.
         t.groups.clear();
+        t.group_values.clear();
         t.unions.clear();
         t.group_missed.clear();
     }
@@ -916,10 +1145,7 @@ impl<'e, 'a> Txn<'e, 'a> {
         let table = &self.table;
         let entries = |out: &mut Vec<Src>, coll: Coll, names: bool| {
             for i in table.range(coll) {
-                let Some(e) = table.entries.get(i as usize) else {
-                    continue;
-                };
-                if selected(&t.sel, &e.name) {
+                if selected(&t.sel, table.name(i)) {
                     out.push(Src::Entry(i * 2 + u32::from(names)));
                 }
             }
@@ -992,9 +1218,9 @@ impl<'e, 'a> Txn<'e, 'a> {
             Src::Tx(k) => format!("TX:{k}"),
             Src::Entry(v) => {
                 let label = target.label();
-                match self.table.entries.get((*v / 2) as usize) {
-                    Some(e) if !e.name.is_empty() => {
-                        format!("{label}:{}", String::from_utf8_lossy(&e.name))
+                match self.table.name(*v / 2) {
+                    name if !name.is_empty() => {
+                        format!("{label}:{}", String::from_utf8_lossy(name))
                     }
                     _ => label.to_string(),
                 }
@@ -1027,7 +1253,8 @@ impl<'e, 'a> Txn<'e, 'a> {
                     self.srcs = srcs;
                     return (false, 0);
                 }
-                if let Some(Some(list)) = self.table.groups.get(g as usize) {
+                let list = self.table.group(g);
+                if let Some(list) = self.table.group_values.get(list) {
                     srcs.extend(list.iter().map(|(c, v)| (*c, Src::Entry(*v))));
                 }
             }
@@ -1071,7 +1298,7 @@ impl<'e, 'a> Txn<'e, 'a> {
             .table
             .groups
             .get(g as usize)
-            .is_some_and(Option::is_some)
+            .is_some_and(|(a, _)| *a != NOT_YET)
         {
             return;
         }
@@ -1079,25 +1306,29 @@ impl<'e, 'a> Txn<'e, 'a> {
             return;
         };
         let mut buf = std::mem::take(&mut self.buf);
-        let mut list = Vec::new();
+        let start = self.table.group_values.len();
         for t in &group.targets {
             buf.clear();
             self.sources(t, &mut buf);
             for s in buf.drain(..) {
                 if let Src::Entry(v) = s {
                     if !self.excluded(&group.excludes, t.coll, v) {
-                        list.push((t.coll, v));
+                        self.table.group_values.push((t.coll, v));
                     }
                 }
             }
         }
         self.buf = buf;
+        let range = (
+            u32::try_from(start).unwrap_or(NOT_YET),
+            u32::try_from(self.table.group_values.len()).unwrap_or(NOT_YET),
+        );
         let at = g as usize;
         if self.table.groups.len() <= at {
-            self.table.groups.resize_with(at + 1, || None);
+            self.table.groups.resize(at + 1, (NOT_YET, NOT_YET));
         }
         if let Some(slot) = self.table.groups.get_mut(at) {
-            *slot = Some(list);
+            *slot = range;
         }
     }
 
@@ -1106,11 +1337,7 @@ impl<'e, 'a> Txn<'e, 'a> {
         if excludes.is_empty() {
             return false;
         }
-        let name = self
-            .table
-            .entries
-            .get((v / 2) as usize)
-            .map_or(&[][..], |e| e.name.as_slice());
+        let name = self.table.name(v / 2);
         excludes
             .iter()
             .any(|x| x.coll == coll && selected(&x.sel, name))
