@@ -802,8 +802,10 @@ fn scan(pf: &Prefilter, value: &[u8], words: usize, bits: &mut Vec<u64>) {
 /// Transaction variables: the engine's base with this request's writes over it.
 struct Tx<'e> {
     base: &'e FxHashMap<String, String>,
-    /// Names here can come from the request (`tx.header_name_%{tx.0}`): a keyed hash.
-    over: HashMap<String, Option<String>>,
+    /// Names here can come from the request (`tx.header_name_%{tx.0}`): a keyed hash (foldhash,
+    /// seeded; std's SipHash cost about 250 instructions a look-up, and a request's writes are
+    /// bounded by the setvars its rules run, so a crafted collision slows one request at most).
+    over: HashMap<String, Option<String>, foldhash::fast::RandomState>,
 }
 
 impl Tx<'_> {
@@ -965,7 +967,7 @@ impl<'e, 'a> Txn<'e, 'a> {
                 headers,
                 tx: Tx {
                     base: &engine.base,
-                    over: HashMap::new(),
+                    over: HashMap::with_hasher(foldhash::fast::RandomState::default()),
                 },
                 processor,
                 matched_var: Vec::new(),
