@@ -388,10 +388,11 @@ impl Table {
             .map_or(&[][..], |e| e.name(&self.bytes))
     }
 
-    /// `words` words of `bits` from `at`.
+    /// `words` words of `bits` from `at` (`None` for [`NOT_YET`] and [`SHARED`], whose sum
+    /// with `words` would overflow a 32-bit `usize`).
     fn bits_at(&self, at: u32) -> Option<&[u64]> {
         let at = at as usize;
-        self.bits.get(at..at + self.words)
+        self.bits.get(at..at.checked_add(self.words)?)
     }
 
     fn mask(&mut self, v: u32) -> Triggers {
