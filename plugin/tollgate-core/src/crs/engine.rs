@@ -975,6 +975,15 @@ impl Engine {
         self.rules.iter().map(|r| r.id)
     }
 
+    /// Forgets every value remembered across requests (libinjection's verdicts, the links
+    /// known not to match), as a push does by compiling a new engine: what measures the
+    /// engine's growth with the size of a request compares cold requests of both sizes,
+    /// since the bounded tables hold all of a small request's values and few of a large one's.
+    pub fn forget(&self) {
+        self.memo.clear();
+        self.misses.clear();
+    }
+
     /// Runs both request phases over a request.
     pub fn evaluate(&self, input: &Input<'_>) -> Outcome {
         super::txn::evaluate(self, input)

@@ -51,6 +51,13 @@ impl Default for Memo {
 }
 
 impl Memo {
+    /// Forgets every value.
+    pub(super) fn clear(&self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.clear();
+        }
+    }
+
     /// The verdict on `value`, from the table or from `detect` (then remembered).
     pub(super) fn get_or(
         &self,
@@ -158,6 +165,13 @@ impl Default for Misses {
 }
 
 impl Misses {
+    /// Forgets every value.
+    pub(super) fn clear(&self) {
+        if let Ok(mut table) = self.slots.lock() {
+            table.slots.clear();
+        }
+    }
+
     /// The key of `value` (`None`: too long to keep).
     pub(super) fn key(&self, value: &[u8]) -> Option<u64> {
         (value.len() <= MAX_LEN).then(|| self.hasher.hash_one(value))
